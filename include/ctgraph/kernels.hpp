@@ -1,0 +1,93 @@
+// <ctgraph/kernels.hpp>: the compiled kernels (gemm, fused attention) as plain functions.
+//
+// Kernels know nothing of graphs: they take pointers, leading dimensions and sizes, all
+// row-major, and thread through OpenMP (honouring omp_set_num_threads). The SIMD code lives
+// in ops/kernels/*.cpp; this header is deliberately light (no intrinsics, no heavy includes)
+// because graph code includes it.
+#pragma once
+
+namespace ctgraph::kernels {
+
+/// C = alpha * op(A) * op(B) + beta * C, row-major (BLAS semantics).
+///   op(A): (M,K), stored as A (M,K) with leading dimension lda, or as A (K,M) if trans_a.
+///   op(B): (K,N), stored as B (K,N) with leading dimension ldb, or as B (N,K) if trans_b.
+///   C: (M,N) with leading dimension ldc.
+/// @pre  M, N, K >= 0; lda >= (trans_a ? M : K); ldb >= (trans_b ? K : N); ldc >= N
+/// @post with beta == 0, C is written without being read (NaN in C on entry does not propagate)
+/// Instantiated for float and double. Packed, cache-blocked, register-tiled SIMD micro-kernel.
+template <class T>
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta,
+          T* C, int ldc);
+
+extern template void gemm<float>(bool, bool, int, int, int, float, const float*, int, const float*, int, float, float*,
+                                 int);
+extern template void gemm<double>(bool, bool, int, int, int, double, const double*, int, const double*, int, double,
+                                  double*, int);
+
+namespace detail {
+/// Small unpacked gemm for tiny compile-time shapes (no packing, no threads). Same contract as gemm.
+template <class T>
+void gemm_small(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,
+                T beta, T* C, int ldc);
+extern template void gemm_small<float>(bool, bool, int, int, int, float, const float*, int, const float*, int, float,
+                                       float*, int);
+extern template void gemm_small<double>(bool, bool, int, int, int, double, const double*, int, const double*, int,
+                                        double, double*, int);
+}  // namespace detail
+
+/// gemm with compile-time sizes and transposes, for the fixed shapes of a compiled graph.
+/// Dispatch:
+///   [1] M*N*K <= 32^3: a single-threaded unpacked register loop (packing and threads cost more than they save);
+///   [2] otherwise: the packed, threaded kernel.
+/// Leading dimensions default to the dense ones.
+template <int M, int N, int K, bool TA, bool TB, class T>
+inline void gemm_fixed(T alpha, const T* A, const T* B, T beta, T* C, int lda = TA ? M : K, int ldb = TB ? K : N,
+                       int ldc = N) {
+  static_assert(M >= 0 && N >= 0 && K >= 0, "gemm_fixed: sizes must be non-negative");
+  if constexpr (static_cast<long long>(M) * N * K <= 32 * 32 * 32) {
+    detail::gemm_small<T>(TA, TB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);  // Dispatch [1]
+  } else {
+    gemm<T>(TA, TB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);  // Dispatch [2]
+  }
+}
+
+/// Shape of one attention call. Tensors are row-major and dense:
+///   q, o: (batch, heads, q_len, head_dim); k, v: (batch, heads, kv_len, head_dim); lse: (batch, heads, q_len).
+struct attention_shape {
+  int batch, heads, q_len, kv_len, head_dim;
+  bool causal = false;  // query i sees keys j <= i + (kv_len - q_len)
+  float scale = 0;      // 0 means 1/sqrt(head_dim)
+};
+
+/// Fused attention forward (FlashAttention-2 style): o = softmax(scale * q k^T [causal mask]) v.
+/// Tiles queries and keys, keeps a running row max and sum, never materialises the score matrix;
+/// writes lse = log-sum-exp of each row of scaled (masked) scores, kept for backward.
+/// A query row that sees no key (causal with q_len > kv_len) gets o = 0 and lse = -inf.
+/// Parallel over batch x heads x query blocks. Extra memory: O(threads * block * head_dim).
+void attention_forward(const attention_shape&, const float* q, const float* k, const float* v, float* o, float* lse);
+void attention_forward(const attention_shape&, const double* q, const double* k, const double* v, double* o,
+                       double* lse);
+
+/// Fused attention backward: recomputes the probabilities from q, k and lse; dq, dk, dv are
+/// overwritten (not accumulated). Memory O(N d).
+/// @pre o and lse come from attention_forward on the same q, k, v and shape
+void attention_backward(const attention_shape&, const float* q, const float* k, const float* v, const float* o,
+                        const float* lse, const float* dout, float* dq, float* dk, float* dv);
+void attention_backward(const attention_shape&, const double* q, const double* k, const double* v, const double* o,
+                        const double* lse, const double* dout, double* dq, double* dk, double* dv);
+
+/// Unfused attention from the library's own gemm and a row softmax: materialises the
+/// (q_len, kv_len) scores of one head at a time. Test oracle and the benchmark's "unfused" row.
+/// Same contract as attention_forward / attention_backward (the backward does not read o or lse:
+/// it recomputes the softmax itself).
+void attention_forward_reference(const attention_shape&, const float* q, const float* k, const float* v, float* o,
+                                 float* lse);
+void attention_forward_reference(const attention_shape&, const double* q, const double* k, const double* v, double* o,
+                                 double* lse);
+void attention_backward_reference(const attention_shape&, const float* q, const float* k, const float* v,
+                                  const float* o, const float* lse, const float* dout, float* dq, float* dk, float* dv);
+void attention_backward_reference(const attention_shape&, const double* q, const double* k, const double* v,
+                                  const double* o, const double* lse, const double* dout, double* dq, double* dk,
+                                  double* dv);
+
+}  // namespace ctgraph::kernels

@@ -1,0 +1,135 @@
+// Fused attention forward/backward against the unfused reference (gemm + row softmax).
+#include <omp.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "ctgraph/kernels.hpp"
+
+namespace {
+namespace k = ctgraph::kernels;
+
+template <class T>
+std::vector<T> random_vec(std::size_t n, std::mt19937& rng, double amp = 1) {
+  std::uniform_real_distribution<double> u(-amp, amp);
+  std::vector<T> v(n);
+  for (auto& x : v) x = T(u(rng));
+  return v;
+}
+
+// max |got - want| / max(1, max |want|); -inf entries must match exactly.
+template <class T>
+double rel_error(const std::vector<T>& got, const std::vector<double>& want) {
+  double err = 0, scale = 1;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    if (std::isinf(want[i])) {
+      if (double(got[i]) != want[i]) return std::numeric_limits<double>::infinity();
+      continue;
+    }
+    scale = std::max(scale, std::abs(want[i]));
+    const double e = std::abs(double(got[i]) - want[i]);
+    if (!(e <= err)) err = std::isnan(e) ? std::numeric_limits<double>::infinity() : e;
+  }
+  return err / scale;
+}
+
+// Runs fused T against the double reference on the same (T-rounded) inputs.
+template <class T>
+void check_attention(k::attention_shape s, double tol, double amp = 1) {
+  INFO("batch=" << s.batch << " heads=" << s.heads << " q_len=" << s.q_len << " kv_len=" << s.kv_len
+                << " head_dim=" << s.head_dim << " causal=" << s.causal << " scale=" << s.scale
+                << " T=" << (sizeof(T) == 4 ? "float" : "double"));
+  std::mt19937 rng(s.q_len * 7 + s.kv_len * 3 + s.head_dim + s.causal);
+  const std::size_t nq = std::size_t(s.batch) * s.heads * s.q_len * s.head_dim;
+  const std::size_t nk = std::size_t(s.batch) * s.heads * s.kv_len * s.head_dim;
+  const std::size_t nl = std::size_t(s.batch) * s.heads * s.q_len;
+  auto q = random_vec<T>(nq, rng, amp), kk = random_vec<T>(nk, rng, amp), v = random_vec<T>(nk, rng);
+  auto dout = random_vec<T>(nq, rng);
+  auto to_d = [](const std::vector<T>& x) { return std::vector<double>(x.begin(), x.end()); };
+  const auto qd = to_d(q), kd = to_d(kk), vd = to_d(v), dod = to_d(dout);
+
+  std::vector<double> o_ref(nq), lse_ref(nl), dq_ref(nq), dk_ref(nk), dv_ref(nk);
+  k::attention_forward_reference(s, qd.data(), kd.data(), vd.data(), o_ref.data(), lse_ref.data());
+  k::attention_backward_reference(s, qd.data(), kd.data(), vd.data(), o_ref.data(), lse_ref.data(), dod.data(),
+                                  dq_ref.data(), dk_ref.data(), dv_ref.data());
+
+  const T nan = std::numeric_limits<T>::quiet_NaN();  // outputs must be written, not accumulated
+  std::vector<T> o(nq, nan), lse(nl, nan), dq(nq, nan), dk(nk, nan), dv(nk, nan);
+  k::attention_forward(s, q.data(), kk.data(), v.data(), o.data(), lse.data());
+  CHECK(rel_error(o, o_ref) <= tol);
+  CHECK(rel_error(lse, lse_ref) <= tol);
+  k::attention_backward(s, q.data(), kk.data(), v.data(), o.data(), lse.data(), dout.data(), dq.data(), dk.data(),
+                        dv.data());
+  CHECK(rel_error(dq, dq_ref) <= tol);
+  CHECK(rel_error(dk, dk_ref) <= tol);
+  CHECK(rel_error(dv, dv_ref) <= tol);
+}
+
+}  // namespace
+
+TEST_CASE("attention double: fused == reference to 1e-9", "[attention]") {
+  const int dims[] = {32, 40, 64, 128, 256};
+  const int lens[][2] = {{1, 1}, {37, 53}, {64, 64}, {100, 70}, {129, 200}};
+  for (int d : dims)
+    for (auto [L, N] : lens)
+      for (bool causal : {false, true}) check_attention<double>({2, 2, L, N, d, causal}, 1e-9);
+}
+
+TEST_CASE("attention double: block edges, explicit scale, large scores", "[attention]") {
+  for (bool causal : {false, true}) {
+    check_attention<double>({1, 3, 257, 255, 64, causal}, 1e-9);
+    check_attention<double>({1, 1, 65, 191, 48, causal, 0.3f}, 1e-9);
+    check_attention<double>({2, 1, 96, 96, 16, causal, 0.f}, 1e-9, 8.0);  // sharp softmax
+    check_attention<double>({1, 1, 3, 130, 8, causal}, 1e-9);
+  }
+}
+
+TEST_CASE("attention double: causal with q_len > kv_len leaves rows that see no key", "[attention]") {
+  check_attention<double>({1, 2, 90, 33, 32, true}, 1e-9);
+}
+
+TEST_CASE("attention float: fused == reference to 1e-4", "[attention]") {
+  for (int d : {32, 40, 64, 128, 256})
+    for (bool causal : {false, true}) {
+      check_attention<float>({2, 2, 131, 77, d, causal}, 1e-4);
+      check_attention<float>({1, 2, 200, 260, d, causal}, 1e-4);
+    }
+  check_attention<float>({1, 1, 80, 40, 64, true}, 1e-4);
+}
+
+TEST_CASE("attention: result does not depend on the thread count", "[attention]") {
+  const k::attention_shape s{2, 3, 150, 170, 64, true};
+  std::mt19937 rng(5);
+  const std::size_t nq = 2 * 3 * 150 * 64, nk = 2 * 3 * 170 * 64, nl = 2 * 3 * 150;
+  auto q = random_vec<float>(nq, rng), kk = random_vec<float>(nk, rng), v = random_vec<float>(nk, rng);
+  auto dout = random_vec<float>(nq, rng);
+  std::vector<float> o[2], lse[2], dq[2], dk[2], dv[2];
+  const int saved = omp_get_max_threads();
+  for (int t = 0; t < 2; ++t) {
+    omp_set_num_threads(t + 1);
+    o[t].resize(nq);
+    lse[t].resize(nl);
+    dq[t].resize(nq);
+    dk[t].resize(nk);
+    dv[t].resize(nk);
+    k::attention_forward(s, q.data(), kk.data(), v.data(), o[t].data(), lse[t].data());
+    k::attention_backward(s, q.data(), kk.data(), v.data(), o[t].data(), lse[t].data(), dout.data(), dq[t].data(),
+                          dk[t].data(), dv[t].data());
+  }
+  omp_set_num_threads(saved);
+  auto close = [](const std::vector<float>& a, const std::vector<float>& b) {
+    for (std::size_t i = 0; i < a.size(); ++i)
+      if (!(std::abs(a[i] - b[i]) <= 1e-5f * (1 + std::abs(b[i])))) return false;
+    return true;
+  };
+  CHECK(close(o[0], o[1]));
+  CHECK(close(lse[0], lse[1]));
+  CHECK(close(dq[0], dq[1]));
+  CHECK(close(dk[0], dk[1]));
+  CHECK(close(dv[0], dv[1]));
+}
