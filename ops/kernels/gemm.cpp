@@ -1,15 +1,36 @@
 // ops/kernels/gemm.cpp: gemm for float and double (row-major, BLAS semantics).
+//
+// GotoBLAS/BLIS loop nest over one thread's block of C:
+//   for jc (NC columns): for pc (KC deep): pack B (KC x NC) into NR panels   -> L3
+//     for ic (MC rows): pack A (MC x KC) into MR panels                      -> L2
+//       macro kernel: for jr (NR): for ir (MR): micro-kernel (MR x NR tile)  -> registers, B panel in L1
+// Threads: C is cut into a grid of tm x tn blocks (tm * tn = threads), each thread runs the loop nest
+// on its own block with its own pack buffers: no barriers, and the redundant packing (each thread
+// packs the part of A or B it reads) costs O((m + n) k) against O(m n k) of arithmetic.
 #include <omp.h>
 
 #include <algorithm>
 #include <cstddef>
 
 #include "ctgraph/kernels.hpp"
+#include "ops/kernels/gemm_blocks.hpp"
 
 namespace ctgraph::kernels {
 namespace {
 
-using idx = std::ptrdiff_t;
+using blocks::idx;
+using blocks::tile;
+
+template <class T>
+struct block_sizes;
+template <>
+struct block_sizes<float> {
+  static constexpr int MC = 144, KC = 256, NC = 3072;
+};
+template <>
+struct block_sizes<double> {
+  static constexpr int MC = 72, KC = 256, NC = 1536;
+};
 
 // C (M,N) *= beta; beta == 0 writes zeros without reading C.
 template <class T>
@@ -25,19 +46,37 @@ void scale_c(int M, int N, T beta, T* C, int ldc) {
   }
 }
 
-// One row of C += alpha * op(A)(i,:) * op(B).
+struct gemm_args {
+  bool ta, tb;
+  int M, N, K;
+};
+
+// The loop nest on rows [m0, m1) and columns [n0, n1) of C.
 template <class T>
-void row_update(bool ta, bool tb, int i, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T* c) {
-  for (int k = 0; k < K; ++k) {
-    const T a = alpha * (ta ? A[idx(k) * lda + i] : A[idx(i) * lda + k]);
-    if (!tb) {
-      const T* b = B + idx(k) * ldb;
-      for (int j = 0; j < N; ++j) c[j] += a * b[j];
-    } else {
-      for (int j = 0; j < N; ++j) c[j] += a * B[idx(j) * ldb + k];
+void gemm_block(const gemm_args& g, int m0, int m1, int n0, int n1, T alpha, const T* A, int lda, const T* B, int ldb,
+                T beta, T* C, int ldc) {
+  using bs = block_sizes<T>;
+  constexpr int MR = tile<T>::MR, NR = tile<T>::NR;
+  static thread_local blocks::scratch<T> a_buf, b_buf;
+  T* Ap = a_buf.get(std::size_t(bs::MC + MR) * bs::KC);
+  T* Bp = b_buf.get(std::size_t(bs::NC + NR) * bs::KC);
+  for (int jc = n0; jc < n1; jc += bs::NC) {
+    const int nc = std::min(bs::NC, n1 - jc);
+    for (int pc = 0; pc < g.K; pc += bs::KC) {
+      const int kc = std::min(bs::KC, g.K - pc);
+      const T b_eff = pc == 0 ? beta : T(1);
+      blocks::pack_b(g.tb, B, ldb, pc, kc, jc, nc, Bp);
+      for (int ic = m0; ic < m1; ic += bs::MC) {
+        const int mc = std::min(bs::MC, m1 - ic);
+        blocks::pack_a(g.ta, A, lda, ic, mc, pc, kc, Ap);
+        blocks::macro_kernel(mc, nc, kc, Ap, Bp, C + idx(ic) * ldc + jc, ldc, alpha, b_eff);
+      }
     }
   }
 }
+
+// Splits `tiles` units into `parts` near-equal contiguous ranges; returns the start of range `i`.
+inline int split(int tiles, int parts, int i) { return int(idx(tiles) * i / parts); }
 
 }  // namespace
 
@@ -45,9 +84,16 @@ namespace detail {
 template <class T>
 void gemm_small(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,
                 T beta, T* C, int ldc) {
-  scale_c(M, N, beta, C, ldc);
-  if (K == 0 || alpha == T(0)) return;
-  for (int i = 0; i < M; ++i) row_update(trans_a, trans_b, i, N, K, alpha, A, lda, B, ldb, C + idx(i) * ldc);
+  for (int i = 0; i < M; ++i) {
+    T* c = C + idx(i) * ldc;
+    for (int j = 0; j < N; ++j) {
+      T s = 0;
+      for (int p = 0; p < K; ++p)
+        s += (trans_a ? A[idx(p) * lda + i] : A[idx(i) * lda + p]) *
+             (trans_b ? B[idx(j) * ldb + p] : B[idx(p) * ldb + j]);
+      c[j] = beta == T(0) ? alpha * s : alpha * s + beta * c[j];
+    }
+  }
 }
 template void gemm_small<float>(bool, bool, int, int, int, float, const float*, int, const float*, int, float, float*,
                                 int);
@@ -59,10 +105,41 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta,
           T* C, int ldc) {
   if (M <= 0 || N <= 0) return;
-  scale_c(M, N, beta, C, ldc);
-  if (K == 0 || alpha == T(0)) return;
-#pragma omp parallel for schedule(static) if (idx(M) * N * K > 32 * 32 * 32)
-  for (int i = 0; i < M; ++i) row_update(trans_a, trans_b, i, N, K, alpha, A, lda, B, ldb, C + idx(i) * ldc);
+  if (K <= 0 || alpha == T(0)) {
+    scale_c(M, N, beta, C, ldc);
+    return;
+  }
+  constexpr int MR = tile<T>::MR, NR = tile<T>::NR;
+  const gemm_args g{trans_a, trans_b, M, N, K};
+  const int mt = (M + MR - 1) / MR, nt = (N + NR - 1) / NR;
+  // Threads: below ~2 MFLOP a second thread costs more than it saves; never more threads than tiles.
+  int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (2.0 * M * N * K < 2e6) threads = 1;
+  threads = std::max(1, std::min(threads, mt * nt));
+  if (threads == 1) {
+    gemm_block(g, 0, M, 0, N, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  // Grid tm x tn minimising the tiles of the busiest thread, then the packing (rows + columns per thread).
+  int tm = 1, tn = threads;
+  double best = 1e300;
+  for (int a = 1; a <= threads; ++a) {
+    if (threads % a) continue;
+    const int b = threads / a;
+    const double rows = double((mt + a - 1) / a), cols = double((nt + b - 1) / b);
+    const double cost = rows * cols * MR * NR + 0.5 * (rows * MR + cols * NR);
+    if (cost < best) best = cost, tm = a, tn = b;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    if (t < tm * tn) {
+      const int im = t / tn, in = t % tn;
+      const int m0 = std::min(M, split(mt, tm, im) * MR), m1 = std::min(M, split(mt, tm, im + 1) * MR);
+      const int n0 = std::min(N, split(nt, tn, in) * NR), n1 = std::min(N, split(nt, tn, in + 1) * NR);
+      if (m0 < m1 && n0 < n1) gemm_block(g, m0, m1, n0, n1, alpha, A, lda, B, ldb, beta, C, ldc);
+    }
+  }
 }
 
 template void gemm<float>(bool, bool, int, int, int, float, const float*, int, const float*, int, float, float*, int);

@@ -1,0 +1,118 @@
+// ops/kernels/simd.hpp: the SIMD vocabulary of the compiled kernels (internal; never included by graph code).
+//
+// GCC/Clang vector extensions: the width follows the target (-march=native through CTGRAPH_NATIVE):
+// 64 bytes with AVX-512, 32 with AVX, 16 otherwise. On a target without SIMD the compiler lowers the
+// same code to scalar instructions, which is the portable fallback.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace ctgraph::kernels::simd {
+
+#if defined(__AVX512F__)
+inline constexpr int vector_bytes = 64;
+#elif defined(__AVX__)
+inline constexpr int vector_bytes = 32;
+#else
+inline constexpr int vector_bytes = 16;
+#endif
+
+typedef float vfloat __attribute__((vector_size(vector_bytes)));
+typedef double vdouble __attribute__((vector_size(vector_bytes)));
+typedef std::int32_t vint32 __attribute__((vector_size(vector_bytes)));
+typedef std::int64_t vint64 __attribute__((vector_size(vector_bytes)));
+
+template <class T>
+struct vec_of;
+template <>
+struct vec_of<float> {
+  using type = vfloat;
+  using itype = vint32;
+};
+template <>
+struct vec_of<double> {
+  using type = vdouble;
+  using itype = vint64;
+};
+/// vec<T>: one SIMD register of T; width<T> lanes.
+template <class T>
+using vec = typename vec_of<T>::type;
+template <class T>
+inline constexpr int width = vector_bytes / int(sizeof(T));
+
+template <class T>
+[[gnu::always_inline]] inline vec<T> splat(T s) {
+  return vec<T>{} + s;
+}
+template <class T>
+[[gnu::always_inline]] inline vec<T> loadu(const T* p) {
+  vec<T> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <class T>
+[[gnu::always_inline]] inline void storeu(T* p, vec<T> v) {
+  std::memcpy(p, &v, sizeof v);
+}
+template <class T>
+[[gnu::always_inline]] inline vec<T> max(vec<T> a, vec<T> b) {
+  return a > b ? a : b;
+}
+template <class T>
+[[gnu::always_inline]] inline T hsum(vec<T> v) {
+  T s = 0;
+  for (int i = 0; i < width<T>; ++i) s += v[i];
+  return s;
+}
+template <class T>
+[[gnu::always_inline]] inline T hmax(vec<T> v) {
+  T s = v[0];
+  for (int i = 1; i < width<T>; ++i) s = s > v[i] ? s : v[i];
+  return s;
+}
+
+/// exp(x) for float lanes: 2^n * 2^f, n = round(x log2 e), |f| <= 1/2, 2^f by a degree-6 polynomial
+/// (relative error ~2e-7). x below about -87 (including -inf) gives exactly 0; x above 88 saturates.
+[[gnu::always_inline]] inline vfloat exp(vfloat x) {
+  const vfloat t = x * 1.44269504088896341f;
+  const vfloat tc = t < -126.f ? splat(-126.f) : (t > 127.f ? splat(127.f) : t);
+  // round to nearest by the 1.5 * 2^23 trick (valid for |tc| < 2^22)
+  const vfloat shifter = splat(12582912.f);
+  const vfloat nf = (tc + shifter) - shifter;
+  const vfloat f = (tc - nf) * 0.693147180559945309f;  // f in [-ln2/2, ln2/2]
+  vfloat p = splat(1.f / 720) * f + 1.f / 120;
+  p = p * f + 1.f / 24;
+  p = p * f + 1.f / 6;
+  p = p * f + 0.5f;
+  p = p * f + 1.f;
+  p = p * f + 1.f;
+  const vint32 n = __builtin_convertvector(nf, vint32);
+  const vint32 bits = (n + 127) << 23;
+  vfloat two_n;
+  std::memcpy(&two_n, &bits, sizeof two_n);
+  const vfloat r = p * two_n;
+  return t < -126.f ? vfloat{} : r;
+}
+
+/// exp(x) for double lanes: the same reduction, degree-11 polynomial (relative error ~1e-16).
+[[gnu::always_inline]] inline vdouble exp(vdouble x) {
+  const vdouble t = x * 1.4426950408889634074;
+  const vdouble tc = t < -1022. ? splat(-1022.) : (t > 1023. ? splat(1023.) : t);
+  const vdouble shifter = splat(6755399441055744.);  // 1.5 * 2^52
+  const vdouble nf = (tc + shifter) - shifter;
+  const vdouble f = (tc - nf) * 0.69314718055994530942;
+  constexpr double c[] = {1.0 / 39916800, 1.0 / 3628800, 1.0 / 362880, 1.0 / 40320, 1.0 / 5040, 1.0 / 720,
+                          1.0 / 120,      1.0 / 24,      1.0 / 6,      0.5,         1.0,        1.0};
+  vdouble p = splat(c[0]);
+  for (int i = 1; i < 12; ++i) p = p * f + c[i];
+  const vint64 n = __builtin_convertvector(nf, vint64);
+  const vint64 bits = (n + 1023) << 52;
+  vdouble two_n;
+  std::memcpy(&two_n, &bits, sizeof two_n);
+  const vdouble r = p * two_n;
+  return t < -1022. ? vdouble{} : r;
+}
+
+}  // namespace ctgraph::kernels::simd
