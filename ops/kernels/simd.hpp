@@ -44,7 +44,7 @@ inline constexpr int width = vector_bytes / int(sizeof(T));
 
 template <class T>
 [[gnu::always_inline]] inline vec<T> splat(T s) {
-  return vec<T>{} + s;
+  return s - vec<T>{};  // x - 0 == x exactly (x + 0 is not, for -0): folds to a plain broadcast
 }
 template <class T>
 [[gnu::always_inline]] inline vec<T> loadu(const T* p) {
