@@ -8,11 +8,13 @@
 #include <vector>
 
 #include "ctgraph/kernels.hpp"
+#include "ops/kernels/gemm_blocks.hpp"
+#include "ops/kernels/simd.hpp"
 
 namespace ctgraph::kernels {
 namespace {
 
-using idx = std::ptrdiff_t;
+using blocks::idx;
 
 template <class T>
 T scale_of(const attention_shape& s) {
@@ -95,40 +97,122 @@ void reference_backward(const attention_shape& s, const T* q, const T* k, const 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fused path (scalar version): one query row at a time, online softmax.
+// Fused path (FlashAttention-2). Per call, K and V are packed once into gemm B panels (O(N d));
+// every tile product is the gemm micro-kernel with A read in place (row-major or transposed).
+
+template <class T>
+struct attn_tiles {
+  static constexpr int BQ = 96;  // query rows per tile (multiple of MR = 6)
+  static constexpr int BK = 96;  // keys per tile (multiple of NR and of MR)
+  static_assert(BQ % blocks::tile<T>::MR == 0 && BK % blocks::tile<T>::NR == 0 && BK % blocks::tile<T>::MR == 0);
+};
+
+inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+template <class T>
+simd::vec<T> iota() {
+  simd::vec<T> v;
+  for (int i = 0; i < simd::width<T>; ++i) v[i] = T(i);
+  return v;
+}
 
 template <class T>
 void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v, T* o, T* lse) {
-  const int L = s.q_len, N = s.kv_len, D = s.head_dim;
+  using V = simd::vec<T>;
+  constexpr int W = simd::width<T>, NR = blocks::tile<T>::NR;
+  constexpr int BQ = attn_tiles<T>::BQ, BK = attn_tiles<T>::BK;
+  constexpr T ninf = -std::numeric_limits<T>::infinity();
+  const int L = s.q_len, N = s.kv_len, D = s.head_dim, BH = s.batch * s.heads;
+  if (BH <= 0 || L <= 0) return;
+  if (N <= 0 || D <= 0) {
+    std::fill(o, o + idx(BH) * L * std::max(D, 0), T(0));
+    std::fill(lse, lse + idx(BH) * L, N <= 0 ? ninf : T(0));
+    return;
+  }
   const T scale = scale_of<T>(s);
-  const idx rows = idx(s.batch) * s.heads * L;
+  const int Dp = round_up(D, NR);
+  const idx kt_head = idx(round_up(N, NR)) * D;  // K^T panels of one head: ceil(N/NR) x (D x NR)
+  const idx vb_head = idx(Dp) * N;               // V panels of one head: Dp/NR x (N x NR)
+  static thread_local blocks::scratch<T> shared;
+  T* Kt = shared.get(std::size_t(BH) * (kt_head + vb_head));
+  T* Vb = Kt + idx(BH) * kt_head;
+  const int nqb = (L + BQ - 1) / BQ;
+  const idx items = idx(BH) * nqb;
+
 #pragma omp parallel
   {
-    std::vector<T> acc(D);
 #pragma omp for schedule(static)
-    for (idx r = 0; r < rows; ++r) {
-      const idx bh = r / L;
-      const int i = int(r % L);
-      const T* qi = q + r * D;
-      const T* kh = k + bh * N * D;
-      const T* vh = v + bh * N * D;
-      const int n = visible_keys(s, i);
-      T m = -std::numeric_limits<T>::infinity(), l = 0;
-      std::fill(acc.begin(), acc.end(), T(0));
-      for (int j = 0; j < n; ++j) {
-        T sc = 0;
-        for (int d = 0; d < D; ++d) sc += qi[d] * kh[idx(j) * D + d];
-        sc *= scale;
-        const T mn = std::max(m, sc);
-        const T c = std::exp(m - mn), p = std::exp(sc - mn);
-        for (int d = 0; d < D; ++d) acc[d] = acc[d] * c + p * vh[idx(j) * D + d];
-        l = l * c + p;
-        m = mn;
+    for (int bh = 0; bh < BH; ++bh) {
+      blocks::pack_b(true, k + idx(bh) * N * D, D, 0, D, 0, N, Kt + bh * kt_head);
+      blocks::pack_b(false, v + idx(bh) * N * D, D, 0, N, 0, D, Vb + bh * vb_head);
+    }
+    static thread_local blocks::scratch<T> local;
+    T* S = local.get(std::size_t(BQ) * BK + std::size_t(BQ) * Dp + 2 * BQ);
+    T* Oacc = S + BQ * BK;
+    T* m = Oacc + idx(BQ) * Dp;
+    T* l = m + BQ;
+    std::fill(S, S + BQ * BK, T(0));
+    const V lane = iota<T>();
+
+#pragma omp for schedule(dynamic, 1)
+    for (idx item = 0; item < items; ++item) {
+      const int bh = int(item / nqb);
+      const int qb = nqb - 1 - int(item % nqb);  // longest (causal) blocks first
+      const int i0 = qb * BQ, br = std::min(BQ, L - i0);
+      const T* Q = q + (idx(bh) * L + i0) * D;
+      const int kend = s.causal ? visible_keys(s, i0 + br - 1) : N;  // no row sees a key past this
+      const int kfull = s.causal ? visible_keys(s, i0) : N;          // every row sees the keys before this
+      std::fill(m, m + br, ninf);
+      std::fill(l, l + br, T(0));
+      std::fill(Oacc, Oacc + idx(br) * Dp, T(0));
+      for (int j0 = 0; j0 < kend; j0 += BK) {
+        const int bc = std::min(BK, kend - j0);
+        // S = scale Q K^T (br x bc)
+        blocks::macro_kernel_strided<T>(br, bc, D, Q, D, 1, Kt + bh * kt_head + idx(j0) * D, idx(D) * NR, S, BK, scale,
+                                        T(0));
+        const bool masked = j0 + bc > kfull;
+        for (int r = 0; r < br; ++r) {
+          T* row = S + r * BK;
+          const int n = masked ? std::clamp(visible_keys(s, i0 + r) - j0, 0, bc) : bc;
+          if (n == 0) {
+            std::fill(row, row + round_up(bc, W), T(0));
+            continue;
+          }
+          V vmax = simd::splat(ninf);
+          for (int j = 0; j < n; j += W) {
+            V x = simd::loadu(row + j);
+            if (j + W > n) x = lane + T(j) < T(n) ? x : simd::splat(ninf);
+            vmax = simd::max<T>(vmax, x);
+          }
+          const T m_new = std::max(m[r], simd::hmax<T>(vmax));
+          const T c = std::exp(m[r] - m_new);
+          const V vm = simd::splat(m_new);
+          V vsum{};
+          for (int j = 0; j < bc; j += W) {
+            V p = simd::exp(simd::loadu(row + j) - vm);
+            if (j + W > n) p = lane + T(j) < T(n) ? p : V{};
+            simd::storeu(row + j, p);
+            vsum += p;
+          }
+          l[r] = l[r] * c + simd::hsum<T>(vsum);
+          m[r] = m_new;
+          if (c != T(1)) {
+            const V vc = simd::splat(c);
+            T* orow = Oacc + idx(r) * Dp;
+            for (int d = 0; d < Dp; d += W) simd::storeu(orow + d, simd::loadu(orow + d) * vc);
+          }
+        }
+        // Oacc += P V (br x Dp)
+        blocks::macro_kernel_strided<T>(br, Dp, bc, S, BK, 1, Vb + bh * vb_head + idx(j0) * NR, idx(N) * NR, Oacc, Dp,
+                                        T(1), T(1));
       }
-      T* oi = o + r * D;
-      const T inv = n > 0 ? T(1) / l : T(0);
-      for (int d = 0; d < D; ++d) oi[d] = acc[d] * inv;
-      lse[r] = n > 0 ? m + std::log(l) : -std::numeric_limits<T>::infinity();
+      T* O = o + (idx(bh) * L + i0) * D;
+      T* LSE = lse + idx(bh) * L + i0;
+      for (int r = 0; r < br; ++r) {
+        const T inv = l[r] > T(0) ? T(1) / l[r] : T(0);
+        for (int d = 0; d < D; ++d) O[idx(r) * D + d] = Oacc[idx(r) * Dp + d] * inv;
+        LSE[r] = l[r] > T(0) ? m[r] + std::log(l[r]) : ninf;
+      }
     }
   }
 }
@@ -136,47 +220,116 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
 template <class T>
 void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v, const T* o, const T* lse,
                     const T* dout, T* dq, T* dk, T* dv) {
-  const int L = s.q_len, N = s.kv_len, D = s.head_dim;
+  using V = simd::vec<T>;
+  constexpr int W = simd::width<T>, NR = blocks::tile<T>::NR;
+  constexpr int BQ = attn_tiles<T>::BQ, BK = attn_tiles<T>::BK;
+  const int L = s.q_len, N = s.kv_len, D = s.head_dim, BH = s.batch * s.heads;
+  if (BH <= 0 || D <= 0) return;
+  std::fill(dq, dq + idx(BH) * std::max(L, 0) * D, T(0));
+  std::fill(dk, dk + idx(BH) * std::max(N, 0) * D, T(0));
+  std::fill(dv, dv + idx(BH) * std::max(N, 0) * D, T(0));
+  if (L <= 0 || N <= 0) return;
   const T scale = scale_of<T>(s);
-  const int BH = s.batch * s.heads;
-  // Parallel over heads; inside a head, one query row at a time (O(N d) memory).
-#pragma omp parallel for schedule(dynamic)
-  for (int bh = 0; bh < BH; ++bh) {
-    const T* qh = q + idx(bh) * L * D;
-    const T* kh = k + idx(bh) * N * D;
-    const T* vh = v + idx(bh) * N * D;
-    const T* oh = o + idx(bh) * L * D;
-    const T* doh = dout + idx(bh) * L * D;
-    T* dqh = dq + idx(bh) * L * D;
-    T* dkh = dk + idx(bh) * N * D;
-    T* dvh = dv + idx(bh) * N * D;
-    std::fill(dkh, dkh + idx(N) * D, T(0));
-    std::fill(dvh, dvh + idx(N) * D, T(0));
-    for (int i = 0; i < L; ++i) {
-      const T* qi = qh + idx(i) * D;
-      const T* doi = doh + idx(i) * D;
-      T* dqi = dqh + idx(i) * D;
-      std::fill(dqi, dqi + D, T(0));
-      const int n = visible_keys(s, i);
-      if (n == 0) continue;
-      T Di = 0;
-      for (int d = 0; d < D; ++d) Di += doi[d] * oh[idx(i) * D + d];
-      const T li = lse[idx(bh) * L + i];
-      for (int j = 0; j < n; ++j) {
-        const T* kj = kh + idx(j) * D;
-        const T* vj = vh + idx(j) * D;
-        T sc = 0, dp = 0;
-        for (int d = 0; d < D; ++d) {
-          sc += qi[d] * kj[d];
-          dp += doi[d] * vj[d];
+  const int Dp = round_up(D, NR);
+  const idx kt_head = idx(round_up(N, NR)) * D;  // K^T or V^T panels: ceil(N/NR) x (D x NR)
+  const idx kb_head = idx(Dp) * N;               // K panels: Dp/NR x (N x NR)
+  const idx qb_head = idx(Dp) * L;               // Q or dO panels: Dp/NR x (L x NR)
+  const idx q_size = idx(BH) * L * D;
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  static thread_local blocks::scratch<T> shared;
+  T* Kt = shared.get(std::size_t(BH) * (2 * kt_head + kb_head + 2 * qb_head + L) + std::size_t(threads - 1) * q_size);
+  T* Vt = Kt + BH * kt_head;
+  T* Kb = Vt + BH * kt_head;
+  T* Qb = Kb + BH * kb_head;
+  T* dOb = Qb + BH * qb_head;
+  T* Dv = dOb + BH * qb_head;  // Dv[i] = dO_i . O_i
+  T* dq_extra = Dv + idx(BH) * L;
+  const int nkb = (N + BK - 1) / BK;
+  const idx items = idx(BH) * nkb;
+  const int off = N - L;
+
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp for schedule(static)
+    for (int bh = 0; bh < BH; ++bh) {
+      const T* K = k + idx(bh) * N * D;
+      const T* Vh = v + idx(bh) * N * D;
+      const T* Q = q + idx(bh) * L * D;
+      const T* dO = dout + idx(bh) * L * D;
+      const T* O = o + idx(bh) * L * D;
+      blocks::pack_b(true, K, D, 0, D, 0, N, Kt + bh * kt_head);
+      blocks::pack_b(true, Vh, D, 0, D, 0, N, Vt + bh * kt_head);
+      blocks::pack_b(false, K, D, 0, N, 0, D, Kb + bh * kb_head);
+      blocks::pack_b(false, Q, D, 0, L, 0, D, Qb + bh * qb_head);
+      blocks::pack_b(false, dO, D, 0, L, 0, D, dOb + bh * qb_head);
+      for (int i = 0; i < L; ++i) {
+        T acc = 0;
+        for (int d = 0; d < D; ++d) acc += dO[idx(i) * D + d] * O[idx(i) * D + d];
+        Dv[idx(bh) * L + i] = acc;
+      }
+    }
+    const int tid = omp_get_thread_num();
+    T* dqt = tid == 0 ? dq : dq_extra + (tid - 1) * q_size;
+    if (tid != 0) std::fill(dqt, dqt + q_size, T(0));
+    static thread_local blocks::scratch<T> local;
+    T* S = local.get(2 * std::size_t(BQ) * BK);
+    T* dS = S + BQ * BK;
+    std::fill(S, S + 2 * BQ * BK, T(0));
+    const V lane = iota<T>();
+#pragma omp barrier
+
+#pragma omp for schedule(dynamic, 1)
+    for (idx item = 0; item < items; ++item) {
+      const int bh = int(item / nkb), kb = int(item % nkb);
+      const int j0 = kb * BK, bc = std::min(BK, N - j0);
+      T* dK = dk + (idx(bh) * N + j0) * D;
+      T* dV = dv + (idx(bh) * N + j0) * D;
+      const T* Kt_j = Kt + bh * kt_head + idx(j0) * D;
+      const T* Vt_j = Vt + bh * kt_head + idx(j0) * D;
+      const T* Kb_j = Kb + bh * kb_head + idx(j0) * NR;
+      const int q_first = s.causal ? std::max(0, j0 - off) : 0;  // first query that sees key j0
+      for (int i0 = q_first / BQ * BQ; i0 < L; i0 += BQ) {
+        const int br = std::min(BQ, L - i0);
+        const T* Q = q + (idx(bh) * L + i0) * D;
+        const T* dO = dout + (idx(bh) * L + i0) * D;
+        const T* LSE = lse + idx(bh) * L + i0;
+        const T* Di = Dv + idx(bh) * L + i0;
+        // S = scale Q K^T, dP = dO V^T (br x bc)
+        blocks::macro_kernel_strided<T>(br, bc, D, Q, D, 1, Kt_j, idx(D) * NR, S, BK, scale, T(0));
+        blocks::macro_kernel_strided<T>(br, bc, D, dO, D, 1, Vt_j, idx(D) * NR, dS, BK, T(1), T(0));
+        const bool masked = s.causal && j0 + bc > visible_keys(s, i0);
+        for (int r = 0; r < br; ++r) {  // P = exp(S - lse) (masked), dS = P (dP - D_i)
+          T* prow = S + r * BK;
+          T* drow = dS + r * BK;
+          const int n = masked ? std::clamp(visible_keys(s, i0 + r) - j0, 0, bc) : bc;
+          if (n == 0 || std::isinf(LSE[r])) {
+            std::fill(prow, prow + round_up(bc, W), T(0));
+            std::fill(drow, drow + round_up(bc, W), T(0));
+            continue;
+          }
+          const V vl = simd::splat(LSE[r]), vd = simd::splat(Di[r]);
+          for (int j = 0; j < bc; j += W) {
+            V p = simd::exp(simd::loadu(prow + j) - vl);
+            if (j + W > n) p = lane + T(j) < T(n) ? p : V{};
+            simd::storeu(prow + j, p);
+            simd::storeu(drow + j, p * (simd::loadu(drow + j) - vd));
+          }
         }
-        const T p = std::exp(sc * scale - li);
-        const T ds = p * (dp - Di) * scale;
-        for (int d = 0; d < D; ++d) {
-          dvh[idx(j) * D + d] += p * doi[d];
-          dqi[d] += ds * kj[d];
-          dkh[idx(j) * D + d] += ds * qi[d];
-        }
+        // dV += P^T dO, dK += scale dS^T Q (bc x D); dQ += scale dS K (br x D)
+        blocks::macro_kernel_strided<T>(bc, D, br, S, 1, BK, dOb + bh * qb_head + idx(i0) * NR, idx(L) * NR, dV, D,
+                                        T(1), T(1));
+        blocks::macro_kernel_strided<T>(bc, D, br, dS, 1, BK, Qb + bh * qb_head + idx(i0) * NR, idx(L) * NR, dK, D,
+                                        scale, T(1));
+        blocks::macro_kernel_strided<T>(br, D, bc, dS, BK, 1, Kb_j, idx(N) * NR, dqt + (idx(bh) * L + i0) * D, D, scale,
+                                        T(1));
+      }
+    }
+    if (threads > 1) {
+#pragma omp for schedule(static)
+      for (idx e = 0; e < q_size; ++e) {
+        T acc = dq[e];
+        for (int t = 1; t < threads; ++t) acc += dq_extra[(t - 1) * q_size + e];
+        dq[e] = acc;
       }
     }
   }

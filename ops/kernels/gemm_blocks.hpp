@@ -59,12 +59,16 @@ void pack_a(bool ta, const T* A, idx lda, int i0, int mc, int p0, int kc, T* Ap)
   for (int ir = 0; ir < mc; ir += MR, Ap += idx(kc) * MR) {
     const int mr = std::min(MR, mc - ir);
     if (!ta) {
-      for (int r = 0; r < mr; ++r) {
-        const T* a = A + idx(i0 + ir + r) * lda + p0;
-        for (int p = 0; p < kc; ++p) Ap[idx(p) * MR + r] = a[p];
+      const T* rows[MR];
+      for (int r = 0; r < MR; ++r) rows[r] = A + idx(i0 + ir + std::min(r, mr - 1)) * lda + p0;
+      for (int p = 0; p < kc; ++p) {
+        T* d = Ap + idx(p) * MR;
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; ++r) d[r] = rows[r][p];
       }
-      for (int r = mr; r < MR; ++r)
-        for (int p = 0; p < kc; ++p) Ap[idx(p) * MR + r] = T(0);
+      if (mr < MR)
+        for (int p = 0; p < kc; ++p)
+          for (int r = mr; r < MR; ++r) Ap[idx(p) * MR + r] = T(0);
     } else {
       for (int p = 0; p < kc; ++p) {
         const T* a = A + idx(p0 + p) * lda + i0 + ir;
@@ -77,11 +81,13 @@ void pack_a(bool ta, const T* A, idx lda, int i0, int mc, int p0, int kc, T* Ap)
 }
 
 /// Packs rows [p0, p0+kc) x cols [j0, j0+nc) of op(B) into ceil(nc/NR) B panels at Bp.
-/// op(B)(p, j) = tb ? B[j*ldb + p] : B[p*ldb + j]. Each panel holds kc * NR elements.
+/// op(B)(p, j) = tb ? B[j*ldb + p] : B[p*ldb + j]. Each panel holds kc * NR elements; consecutive panels
+/// are `panel_stride` elements apart (default kc * NR), so a larger stride packs one slice of longer panels.
 template <class T>
-void pack_b(bool tb, const T* B, idx ldb, int p0, int kc, int j0, int nc, T* Bp) {
+void pack_b(bool tb, const T* B, idx ldb, int p0, int kc, int j0, int nc, T* Bp, idx panel_stride = -1) {
   constexpr int NR = tile<T>::NR;
-  for (int jr = 0; jr < nc; jr += NR, Bp += idx(kc) * NR) {
+  if (panel_stride < 0) panel_stride = idx(kc) * NR;
+  for (int jr = 0; jr < nc; jr += NR, Bp += panel_stride) {
     const int nr = std::min(NR, nc - jr);
     if (!tb) {
       if (nr == NR) {
@@ -111,27 +117,56 @@ void pack_b(bool tb, const T* B, idx ldb, int p0, int kc, int j0, int nc, T* Bp)
 
 // ---- micro-kernel ----------------------------------------------------------------------------
 
-/// C (m,n) = alpha * Ap Bp + beta * C for one MR x NR tile (m <= MR, n <= NR); beta == 0 does not read C.
-/// Ap: one A panel, Bp: one B panel, both kc deep.
-template <class T>
-[[gnu::hot]] inline void micro_kernel(int kc, const T* __restrict Ap, const T* __restrict Bp, T* __restrict C, idx ldc,
-                                      T alpha, T beta, int m, int n) {
+/// C (m,n) = alpha * A Bp + beta * C for one MR x NR tile (m <= MR, n <= NR); beta == 0 does not read C.
+/// Bp: one B panel, kc deep. A: element (r, p) at A[r * rs + p * cs]; Packed means one A panel
+/// (rs = 1, cs = MR, zero rows past m). Unpacked rows r >= m alias row m - 1, so A is never read past
+/// its last row (row-major A: rs = lda, cs = 1; transposed: rs = 1, cs = lda).
+template <class T, bool Packed>
+[[gnu::hot]] inline void micro_kernel(int kc, const T* __restrict A, idx rs, idx cs, const T* __restrict Bp,
+                                      T* __restrict C, idx ldc, T alpha, T beta, int m, int n) {
   using V = simd::vec<T>;
   constexpr int MR = tile<T>::MR, NR = tile<T>::NR, W = tile<T>::W;
   V c[MR][2];
 #pragma GCC unroll 6
   for (int r = 0; r < MR; ++r) c[r][0] = c[r][1] = V{};
-  for (int p = 0; p < kc; ++p) {
-    const V b0 = *reinterpret_cast<const V*>(Bp);
-    const V b1 = *reinterpret_cast<const V*>(Bp + W);
+  if constexpr (Packed) {
+    for (int p = 0; p < kc; ++p) {
+      const V b0 = *reinterpret_cast<const V*>(Bp);
+      const V b1 = *reinterpret_cast<const V*>(Bp + W);
 #pragma GCC unroll 6
-    for (int r = 0; r < MR; ++r) {
-      const V a = simd::splat(Ap[r]);
-      c[r][0] += a * b0;
-      c[r][1] += a * b1;
+      for (int r = 0; r < MR; ++r) {
+        const V a = simd::splat(A[r]);
+        c[r][0] += a * b0;
+        c[r][1] += a * b1;
+      }
+      A += MR;
+      Bp += NR;
     }
-    Ap += MR;
-    Bp += NR;
+  } else {
+    const T* a0 = A;
+    const T* a1 = A + std::min(1, m - 1) * rs;
+    const T* a2 = A + std::min(2, m - 1) * rs;
+    const T* a3 = A + std::min(3, m - 1) * rs;
+    const T* a4 = A + std::min(4, m - 1) * rs;
+    const T* a5 = A + std::min(5, m - 1) * rs;
+    static_assert(MR == 6);
+    for (idx p = 0, pa = 0; p < kc; ++p, pa += cs) {
+      const V b0 = *reinterpret_cast<const V*>(Bp);
+      const V b1 = *reinterpret_cast<const V*>(Bp + W);
+      V a = simd::splat(a0[pa]);
+      c[0][0] += a * b0, c[0][1] += a * b1;
+      a = simd::splat(a1[pa]);
+      c[1][0] += a * b0, c[1][1] += a * b1;
+      a = simd::splat(a2[pa]);
+      c[2][0] += a * b0, c[2][1] += a * b1;
+      a = simd::splat(a3[pa]);
+      c[3][0] += a * b0, c[3][1] += a * b1;
+      a = simd::splat(a4[pa]);
+      c[4][0] += a * b0, c[4][1] += a * b1;
+      a = simd::splat(a5[pa]);
+      c[5][0] += a * b0, c[5][1] += a * b1;
+      Bp += NR;
+    }
   }
   if (m == MR && n == NR) {
     const V va = simd::splat(alpha);
@@ -140,6 +175,12 @@ template <class T>
       for (int r = 0; r < MR; ++r) {
         simd::storeu(C + r * ldc, va * c[r][0]);
         simd::storeu(C + r * ldc + W, va * c[r][1]);
+      }
+    } else if (beta == T(1)) {
+#pragma GCC unroll 6
+      for (int r = 0; r < MR; ++r) {
+        simd::storeu(C + r * ldc, va * c[r][0] + simd::loadu(C + r * ldc));
+        simd::storeu(C + r * ldc + W, va * c[r][1] + simd::loadu(C + r * ldc + W));
       }
     } else {
       const V vb = simd::splat(beta);
@@ -161,6 +202,21 @@ template <class T>
       C[r * ldc + j] = beta == T(0) ? alpha * t[r * NR + j] : alpha * t[r * NR + j] + beta * C[r * ldc + j];
 }
 
+/// C (mc, nc) = alpha * op(A) (B panels) + beta * C with A unpacked: element (r, p) at A[r * rs + p * cs].
+/// Bp: ceil(nc / NR) B panels, consecutive panels `panel_stride` elements apart (kc * NR when packed alone).
+template <class T>
+inline void macro_kernel_strided(int mc, int nc, int kc, const T* A, idx rs, idx cs, const T* Bp, idx panel_stride,
+                                 T* C, idx ldc, T alpha, T beta) {
+  constexpr int MR = tile<T>::MR, NR = tile<T>::NR;
+  for (int jr = 0; jr < nc; jr += NR) {
+    const T* b = Bp + idx(jr / NR) * panel_stride;
+    const int nr = std::min(NR, nc - jr);
+    for (int ir = 0; ir < mc; ir += MR)
+      micro_kernel<T, false>(kc, A + ir * rs, rs, cs, b, C + idx(ir) * ldc + jr, ldc, alpha, beta,
+                             std::min(MR, mc - ir), nr);
+  }
+}
+
 /// C (mc, nc) = alpha * (packed A panels) (packed B panels) + beta * C, serially over MR x NR tiles.
 template <class T>
 inline void macro_kernel(int mc, int nc, int kc, const T* Ap, const T* Bp, T* C, idx ldc, T alpha, T beta) {
@@ -169,8 +225,8 @@ inline void macro_kernel(int mc, int nc, int kc, const T* Ap, const T* Bp, T* C,
     const T* b = Bp + idx(jr / NR) * kc * NR;
     const int nr = std::min(NR, nc - jr);
     for (int ir = 0; ir < mc; ir += MR) {
-      micro_kernel<T>(kc, Ap + idx(ir / MR) * kc * MR, b, C + idx(ir) * ldc + jr, ldc, alpha, beta,
-                      std::min(MR, mc - ir), nr);
+      micro_kernel<T, true>(kc, Ap + idx(ir / MR) * kc * MR, 1, MR, b, C + idx(ir) * ldc + jr, ldc, alpha, beta,
+                            std::min(MR, mc - ir), nr);
     }
   }
 }
