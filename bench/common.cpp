@@ -129,11 +129,12 @@ int run(int argc, char** argv, const std::string& title) {
     std::vector<std::string> cols, rows;
     std::vector<std::pair<std::string, int>> row_keys;
     for (const auto& e : entries()) {
-      if (e.table != tb) continue;
+      if (e.table != tb || e.seconds <= 0) continue;  // not run (filtered out)
       if (std::find(cols.begin(), cols.end(), e.column) == cols.end()) cols.push_back(e.column);
       const std::pair<std::string, int> rk{e.row, e.threads};
       if (std::find(row_keys.begin(), row_keys.end(), rk) == row_keys.end()) row_keys.push_back(rk);
     }
+    if (cols.empty()) continue;
     auto find = [&](const std::string& row, const std::string& col) -> const entry* {
       for (const auto& e : entries())
         if (e.table == tb && e.row == row && e.column == col && e.seconds > 0) return &e;

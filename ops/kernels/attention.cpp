@@ -130,6 +130,7 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
     return;
   }
   const T scale = scale_of<T>(s);
+  const T scale2 = scale * T(1.4426950408889634074);  // scores kept in log2 units: exp(x) = 2^(x log2 e)
   const int Dp = round_up(D, NR);
   const idx kt_head = idx(round_up(N, NR)) * D;  // K^T panels of one head: ceil(N/NR) x (D x NR)
   const idx vb_head = idx(Dp) * N;               // V panels of one head: Dp/NR x (N x NR)
@@ -167,8 +168,8 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
       std::fill(Oacc, Oacc + idx(br) * Dp, T(0));
       for (int j0 = 0; j0 < kend; j0 += BK) {
         const int bc = std::min(BK, kend - j0);
-        // S = scale Q K^T (br x bc)
-        blocks::macro_kernel_strided<T>(br, bc, D, Q, D, 1, Kt + bh * kt_head + idx(j0) * D, idx(D) * NR, S, BK, scale,
+        // S = scale log2(e) Q K^T (br x bc)
+        blocks::macro_kernel_strided<T>(br, bc, D, Q, D, 1, Kt + bh * kt_head + idx(j0) * D, idx(D) * NR, S, BK, scale2,
                                         T(0));
         const bool masked = j0 + bc > kfull;
         for (int r = 0; r < br; ++r) {
@@ -185,11 +186,11 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
             vmax = simd::max<T>(vmax, x);
           }
           const T m_new = std::max(m[r], simd::hmax<T>(vmax));
-          const T c = std::exp(m[r] - m_new);
+          const T c = std::exp2(m[r] - m_new);
           const V vm = simd::splat(m_new);
           V vsum{};
           for (int j = 0; j < bc; j += W) {
-            V p = simd::exp(simd::loadu(row + j) - vm);
+            V p = simd::exp2_nonpositive(simd::loadu(row + j) - vm);
             if (j + W > n) p = lane + T(j) < T(n) ? p : V{};
             simd::storeu(row + j, p);
             vsum += p;
@@ -211,7 +212,7 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
       for (int r = 0; r < br; ++r) {
         const T inv = l[r] > T(0) ? T(1) / l[r] : T(0);
         for (int d = 0; d < D; ++d) O[idx(r) * D + d] = Oacc[idx(r) * Dp + d] * inv;
-        LSE[r] = l[r] > T(0) ? m[r] + std::log(l[r]) : ninf;
+        LSE[r] = l[r] > T(0) ? (m[r] + std::log2(l[r])) * T(0.69314718055994530942) : ninf;
       }
     }
   }
@@ -230,6 +231,7 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
   std::fill(dv, dv + idx(BH) * std::max(N, 0) * D, T(0));
   if (L <= 0 || N <= 0) return;
   const T scale = scale_of<T>(s);
+  const T scale2 = scale * T(1.4426950408889634074);  // scores in log2 units
   const int Dp = round_up(D, NR);
   const idx kt_head = idx(round_up(N, NR)) * D;  // K^T or V^T panels: ceil(N/NR) x (D x NR)
   const idx kb_head = idx(Dp) * N;               // K panels: Dp/NR x (N x NR)
@@ -294,8 +296,8 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
         const T* dO = dout + (idx(bh) * L + i0) * D;
         const T* LSE = lse + idx(bh) * L + i0;
         const T* Di = Dv + idx(bh) * L + i0;
-        // S = scale Q K^T, dP = dO V^T (br x bc)
-        blocks::macro_kernel_strided<T>(br, bc, D, Q, D, 1, Kt_j, idx(D) * NR, S, BK, scale, T(0));
+        // S = scale log2(e) Q K^T, dP = dO V^T (br x bc)
+        blocks::macro_kernel_strided<T>(br, bc, D, Q, D, 1, Kt_j, idx(D) * NR, S, BK, scale2, T(0));
         blocks::macro_kernel_strided<T>(br, bc, D, dO, D, 1, Vt_j, idx(D) * NR, dS, BK, T(1), T(0));
         const bool masked = s.causal && j0 + bc > visible_keys(s, i0);
         for (int r = 0; r < br; ++r) {  // P = exp(S - lse) (masked), dS = P (dP - D_i)
@@ -307,9 +309,9 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
             std::fill(drow, drow + round_up(bc, W), T(0));
             continue;
           }
-          const V vl = simd::splat(LSE[r]), vd = simd::splat(Di[r]);
+          const V vl = simd::splat(LSE[r] * T(1.4426950408889634074)), vd = simd::splat(Di[r]);
           for (int j = 0; j < bc; j += W) {
-            V p = simd::exp(simd::loadu(prow + j) - vl);
+            V p = simd::exp2_nonpositive(simd::loadu(prow + j) - vl);
             if (j + W > n) p = lane + T(j) < T(n) ? p : V{};
             simd::storeu(prow + j, p);
             simd::storeu(drow + j, p * (simd::loadu(drow + j) - vd));

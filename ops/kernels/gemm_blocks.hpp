@@ -129,7 +129,12 @@ template <class T, bool Packed>
   V c[MR][2];
 #pragma GCC unroll 6
   for (int r = 0; r < MR; ++r) c[r][0] = c[r][1] = V{};
+  for (int r = 0; r < m; ++r) {  // C is needed only at the end: start fetching it now
+    __builtin_prefetch(C + r * ldc, 1, 3);
+    __builtin_prefetch(C + r * ldc + NR - 1, 1, 3);
+  }
   if constexpr (Packed) {
+#pragma GCC unroll 4
     for (int p = 0; p < kc; ++p) {
       const V b0 = *reinterpret_cast<const V*>(Bp);
       const V b1 = *reinterpret_cast<const V*>(Bp + W);

@@ -96,6 +96,26 @@ template <class T>
   return t < -126.f ? vfloat{} : r;
 }
 
+/// 2^x for float lanes with x <= 0 (the softmax case, after subtracting the row max): n = round(x),
+/// f = x - n in [-1/2, 1/2], 2^f by a degree-5 polynomial (relative error < 3e-6), 2^n built in the
+/// exponent bits; x < -126 (including -inf) gives exactly 0. 13 vector operations.
+[[gnu::always_inline]] inline vfloat exp2_nonpositive(vfloat x) {
+  const vfloat shifter = splat(12582912.f);  // 1.5 * 2^23: x + shifter holds round(x) in its low bits
+  const vfloat y = x + shifter;
+  const vfloat f = x - (y - shifter);
+  vfloat p = splat(1.3333558e-3f) * f + 9.6181291e-3f;  // ln2^k / k!
+  p = p * f + 5.5504109e-2f;
+  p = p * f + 2.4022651e-1f;
+  p = p * f + 6.9314718e-1f;
+  p = p * f + 1.f;
+  vint32 bits;
+  std::memcpy(&bits, &y, sizeof bits);
+  bits = (bits << 23) + (127 << 23);  // the shifter's own bits leave through the top
+  vfloat two_n;
+  std::memcpy(&two_n, &bits, sizeof two_n);
+  return x < -126.f ? vfloat{} : p * two_n;
+}
+
 /// exp(x) for double lanes: the same reduction, degree-11 polynomial (relative error ~1e-16).
 [[gnu::always_inline]] inline vdouble exp(vdouble x) {
   const vdouble t = x * 1.4426950408889634074;
@@ -114,5 +134,8 @@ template <class T>
   const vdouble r = p * two_n;
   return t < -1022. ? vdouble{} : r;
 }
+
+/// 2^x for double lanes with x <= 0: exp of x ln 2 (full double accuracy).
+[[gnu::always_inline]] inline vdouble exp2_nonpositive(vdouble x) { return exp(x * 0.69314718055994530942); }
 
 }  // namespace ctgraph::kernels::simd
