@@ -274,9 +274,10 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
     T* dqt = tid == 0 ? dq : dq_extra + (tid - 1) * q_size;
     if (tid != 0) std::fill(dqt, dqt + q_size, T(0));
     static thread_local blocks::scratch<T> local;
-    T* S = local.get(2 * std::size_t(BQ) * BK);
+    T* S = local.get(3 * std::size_t(BQ) * BK);
     T* dS = S + BQ * BK;
-    std::fill(S, S + 2 * BQ * BK, T(0));
+    T* At = dS + BQ * BK;  // P^T or dS^T as A panels
+    std::fill(S, S + 3 * BQ * BK, T(0));
     const V lane = iota<T>();
 #pragma omp barrier
 
@@ -317,11 +318,12 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
             simd::storeu(drow + j, p * (simd::loadu(drow + j) - vd));
           }
         }
-        // dV += P^T dO, dK += scale dS^T Q (bc x D); dQ += scale dS K (br x D)
-        blocks::macro_kernel_strided<T>(bc, D, br, S, 1, BK, dOb + bh * qb_head + idx(i0) * NR, idx(L) * NR, dV, D,
-                                        T(1), T(1));
-        blocks::macro_kernel_strided<T>(bc, D, br, dS, 1, BK, Qb + bh * qb_head + idx(i0) * NR, idx(L) * NR, dK, D,
-                                        scale, T(1));
+        // dV += P^T dO, dK += scale dS^T Q (bc x D): P^T and dS^T packed as A panels first (contiguous
+        // reads in the micro-kernel); dQ += scale dS K (br x D) reads dS in place.
+        blocks::pack_a<T>(true, S, BK, 0, bc, 0, br, At);
+        blocks::macro_kernel<T>(bc, D, br, At, dOb + bh * qb_head + idx(i0) * NR, dV, D, T(1), T(1), idx(L) * NR);
+        blocks::pack_a<T>(true, dS, BK, 0, bc, 0, br, At);
+        blocks::macro_kernel<T>(bc, D, br, At, Qb + bh * qb_head + idx(i0) * NR, dK, D, scale, T(1), idx(L) * NR);
         blocks::macro_kernel_strided<T>(br, D, bc, dS, BK, 1, Kb_j, idx(N) * NR, dqt + (idx(bh) * L + i0) * D, D, scale,
                                         T(1));
       }

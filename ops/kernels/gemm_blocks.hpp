@@ -223,11 +223,14 @@ inline void macro_kernel_strided(int mc, int nc, int kc, const T* A, idx rs, idx
 }
 
 /// C (mc, nc) = alpha * (packed A panels) (packed B panels) + beta * C, serially over MR x NR tiles.
+/// Consecutive B panels are `panel_stride` elements apart (default: packed alone, kc * NR).
 template <class T>
-inline void macro_kernel(int mc, int nc, int kc, const T* Ap, const T* Bp, T* C, idx ldc, T alpha, T beta) {
+inline void macro_kernel(int mc, int nc, int kc, const T* Ap, const T* Bp, T* C, idx ldc, T alpha, T beta,
+                         idx panel_stride = -1) {
   constexpr int MR = tile<T>::MR, NR = tile<T>::NR;
+  if (panel_stride < 0) panel_stride = idx(kc) * NR;
   for (int jr = 0; jr < nc; jr += NR) {
-    const T* b = Bp + idx(jr / NR) * kc * NR;
+    const T* b = Bp + idx(jr / NR) * panel_stride;
     const int nr = std::min(NR, nc - jr);
     for (int ir = 0; ir < mc; ir += MR) {
       micro_kernel<T, true>(kc, Ap + idx(ir / MR) * kc * MR, 1, MR, b, C + idx(ir) * ldc + jr, ldc, alpha, beta,
