@@ -60,6 +60,24 @@ void gemm_block(const gemm_args& g, int m0, int m1, int n0, int n1, T alpha, con
   static thread_local blocks::scratch<T> a_buf, b_buf;
   T* Ap = a_buf.get(std::size_t(bs::MC + MR) * bs::KC);
   T* Bp = b_buf.get(std::size_t(bs::NC + NR) * bs::KC);
+  if (m1 - m0 <= bs::MC) {
+    // Few rows (e.g. a batch of 32): B would be packed for a single pass over A, so pack it one NR panel
+    // at a time, right before the micro-kernels that use it, while the panel is hot in L1.
+    const int mc = m1 - m0;
+    for (int pc = 0; pc < g.K; pc += bs::KC) {
+      const int kc = std::min(bs::KC, g.K - pc);
+      const T b_eff = pc == 0 ? beta : T(1);
+      blocks::pack_a(g.ta, A, lda, m0, mc, pc, kc, Ap);
+      for (int jr = n0; jr < n1; jr += NR) {
+        const int nr = std::min(NR, n1 - jr);
+        blocks::pack_b(g.tb, B, ldb, pc, kc, jr, nr, Bp);
+        for (int ir = 0; ir < mc; ir += MR)
+          blocks::micro_kernel<T, true>(kc, Ap + idx(ir / MR) * kc * MR, 1, MR, Bp, C + idx(m0 + ir) * ldc + jr, ldc,
+                                        alpha, b_eff, std::min(MR, mc - ir), nr);
+      }
+    }
+    return;
+  }
   for (int jc = n0; jc < n1; jc += bs::NC) {
     const int nc = std::min(bs::NC, n1 - jc);
     for (int pc = 0; pc < g.K; pc += bs::KC) {

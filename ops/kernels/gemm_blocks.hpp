@@ -117,19 +117,17 @@ void pack_b(bool tb, const T* B, idx ldb, int p0, int kc, int j0, int nc, T* Bp,
 
 // ---- micro-kernel ----------------------------------------------------------------------------
 
-/// C (m,n) = alpha * A Bp + beta * C for one MR x NR tile (m <= MR, n <= NR); beta == 0 does not read C.
-/// Bp: one B panel, kc deep. A: element (r, p) at A[r * rs + p * cs]; Packed means one A panel
-/// (rs = 1, cs = MR, zero rows past m). Unpacked rows r >= m alias row m - 1, so A is never read past
-/// its last row (row-major A: rs = lda, cs = 1; transposed: rs = 1, cs = lda).
-template <class T, bool Packed>
-[[gnu::hot]] inline void micro_kernel(int kc, const T* __restrict A, idx rs, idx cs, const T* __restrict Bp,
-                                      T* __restrict C, idx ldc, T alpha, T beta, int m, int n) {
+/// The tile with R rows (R <= MR: an edge tile costs in proportion to its rows).
+template <class T, bool Packed, int R>
+[[gnu::hot]] inline void micro_rows(int kc, const T* __restrict A, idx rs, idx cs, const T* __restrict Bp,
+                                    T* __restrict C, idx ldc, T alpha, T beta, int n) {
   using V = simd::vec<T>;
   constexpr int MR = tile<T>::MR, NR = tile<T>::NR, W = tile<T>::W;
-  V c[MR][2];
+  V c[R][2];
 #pragma GCC unroll 6
-  for (int r = 0; r < MR; ++r) c[r][0] = c[r][1] = V{};
-  for (int r = 0; r < m; ++r) {  // C is needed only at the end: start fetching it now
+  for (int r = 0; r < R; ++r) c[r][0] = c[r][1] = V{};
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) {  // C is needed only at the end: start fetching it now
     __builtin_prefetch(C + r * ldc, 1, 3);
     __builtin_prefetch(C + r * ldc + NR - 1, 1, 3);
   }
@@ -139,7 +137,7 @@ template <class T, bool Packed>
       const V b0 = *reinterpret_cast<const V*>(Bp);
       const V b1 = *reinterpret_cast<const V*>(Bp + W);
 #pragma GCC unroll 6
-      for (int r = 0; r < MR; ++r) {
+      for (int r = 0; r < R; ++r) {
         const V a = simd::splat(A[r]);
         c[r][0] += a * b0;
         c[r][1] += a * b1;
@@ -148,63 +146,78 @@ template <class T, bool Packed>
       Bp += NR;
     }
   } else {
-    const T* a0 = A;
-    const T* a1 = A + std::min(1, m - 1) * rs;
-    const T* a2 = A + std::min(2, m - 1) * rs;
-    const T* a3 = A + std::min(3, m - 1) * rs;
-    const T* a4 = A + std::min(4, m - 1) * rs;
-    const T* a5 = A + std::min(5, m - 1) * rs;
-    static_assert(MR == 6);
+    const T* a[R];
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) a[r] = A + r * rs;
     for (idx p = 0, pa = 0; p < kc; ++p, pa += cs) {
       const V b0 = *reinterpret_cast<const V*>(Bp);
       const V b1 = *reinterpret_cast<const V*>(Bp + W);
-      V a = simd::splat(a0[pa]);
-      c[0][0] += a * b0, c[0][1] += a * b1;
-      a = simd::splat(a1[pa]);
-      c[1][0] += a * b0, c[1][1] += a * b1;
-      a = simd::splat(a2[pa]);
-      c[2][0] += a * b0, c[2][1] += a * b1;
-      a = simd::splat(a3[pa]);
-      c[3][0] += a * b0, c[3][1] += a * b1;
-      a = simd::splat(a4[pa]);
-      c[4][0] += a * b0, c[4][1] += a * b1;
-      a = simd::splat(a5[pa]);
-      c[5][0] += a * b0, c[5][1] += a * b1;
+#pragma GCC unroll 6
+      for (int r = 0; r < R; ++r) {
+        const V av = simd::splat(a[r][pa]);
+        c[r][0] += av * b0;
+        c[r][1] += av * b1;
+      }
       Bp += NR;
     }
   }
-  if (m == MR && n == NR) {
+  if (n == NR) {
     const V va = simd::splat(alpha);
     if (beta == T(0)) {
 #pragma GCC unroll 6
-      for (int r = 0; r < MR; ++r) {
+      for (int r = 0; r < R; ++r) {
         simd::storeu(C + r * ldc, va * c[r][0]);
         simd::storeu(C + r * ldc + W, va * c[r][1]);
       }
     } else if (beta == T(1)) {
 #pragma GCC unroll 6
-      for (int r = 0; r < MR; ++r) {
+      for (int r = 0; r < R; ++r) {
         simd::storeu(C + r * ldc, va * c[r][0] + simd::loadu(C + r * ldc));
         simd::storeu(C + r * ldc + W, va * c[r][1] + simd::loadu(C + r * ldc + W));
       }
     } else {
       const V vb = simd::splat(beta);
 #pragma GCC unroll 6
-      for (int r = 0; r < MR; ++r) {
+      for (int r = 0; r < R; ++r) {
         simd::storeu(C + r * ldc, va * c[r][0] + vb * simd::loadu(C + r * ldc));
         simd::storeu(C + r * ldc + W, va * c[r][1] + vb * simd::loadu(C + r * ldc + W));
       }
     }
     return;
   }
-  alignas(64) T t[MR * NR];
-  for (int r = 0; r < MR; ++r) {
+  alignas(64) T t[R * NR];
+  for (int r = 0; r < R; ++r) {
     simd::storeu(t + r * NR, c[r][0]);
     simd::storeu(t + r * NR + W, c[r][1]);
   }
-  for (int r = 0; r < m; ++r)
+  for (int r = 0; r < R; ++r)
     for (int j = 0; j < n; ++j)
       C[r * ldc + j] = beta == T(0) ? alpha * t[r * NR + j] : alpha * t[r * NR + j] + beta * C[r * ldc + j];
+}
+
+/// C (m,n) = alpha * A Bp + beta * C for one MR x NR tile (m <= MR, n <= NR); beta == 0 does not read C.
+/// Bp: one B panel, kc deep. A: element (r, p) at A[r * rs + p * cs]; Packed means one A panel
+/// (rs = 1, cs = MR). Rows past m are never read (row-major A: rs = lda, cs = 1; transposed: rs = 1, cs = lda).
+template <class T, bool Packed>
+inline void micro_kernel(int kc, const T* A, idx rs, idx cs, const T* Bp, T* C, idx ldc, T alpha, T beta, int m,
+                         int n) {
+  static_assert(tile<T>::MR == 6);
+  switch (m) {
+    case 6:
+      return micro_rows<T, Packed, 6>(kc, A, rs, cs, Bp, C, ldc, alpha, beta, n);
+    case 5:
+      return micro_rows<T, Packed, 5>(kc, A, rs, cs, Bp, C, ldc, alpha, beta, n);
+    case 4:
+      return micro_rows<T, Packed, 4>(kc, A, rs, cs, Bp, C, ldc, alpha, beta, n);
+    case 3:
+      return micro_rows<T, Packed, 3>(kc, A, rs, cs, Bp, C, ldc, alpha, beta, n);
+    case 2:
+      return micro_rows<T, Packed, 2>(kc, A, rs, cs, Bp, C, ldc, alpha, beta, n);
+    case 1:
+      return micro_rows<T, Packed, 1>(kc, A, rs, cs, Bp, C, ldc, alpha, beta, n);
+    default:
+      return;
+  }
 }
 
 /// C (mc, nc) = alpha * op(A) (B panels) + beta * C with A unpacked: element (r, p) at A[r * rs + p * cs].
