@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
     for (bool causal : {false, true})
       for (int threads : {1, 2})
         for (int n : {256, 512, 1024, 2048}) {
-          if (threads == 2 && n < 1024) continue;
+          if (threads == 2 && n != 1024) continue;  // scaling measured at N = 1024 (keeps the run short)
           add_case({4, 8, n, n, 64, causal}, backward, threads);
         }
   return cb::run(argc, argv, "attention");

@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
+#include <cstdlib>
 #include <map>
 #include <vector>
 
@@ -166,6 +166,16 @@ int run(int argc, char** argv, const std::string& title) {
         std::printf(" %.0f%% |\n", 100 * first->flops / first->seconds / 1e9 / peak[threads]);
       else
         std::printf(" - |\n");
+    }
+  }
+  if (const char* csv = std::getenv("CTGRAPH_BENCH_CSV")) {  // raw figures for plots
+    if (std::FILE* f = std::fopen(csv, "w")) {
+      std::fprintf(f, "table;case;implementation;threads;ms;gflops;peak_gflops\n");
+      for (const auto& e : entries())
+        if (e.seconds > 0)
+          std::fprintf(f, "%s;%s;%s;%d;%.4f;%.2f;%.1f\n", e.table.c_str(), e.row.c_str(), e.column.c_str(), e.threads,
+                       e.seconds * 1e3, e.flops / e.seconds / 1e9, peak[e.threads]);
+      std::fclose(f);
     }
   }
   std::fflush(stdout);

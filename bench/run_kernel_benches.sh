@@ -1,0 +1,58 @@
+#!/bin/sh
+# Regenerates the kernel tables and plots of docs/performance.md (GEMM, attention, attention memory).
+#   bench/run_kernel_benches.sh [build-dir] [out-dir]
+# Writes <out-dir>/kernels.md (markdown tables), *.csv (raw figures) and, if gnuplot is installed,
+# gemm.svg and attention.svg. Run it on an otherwise idle machine: the 2-thread rows need both cores.
+set -eu
+src=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$src/build-bench}
+out=${2:-$build/kernel-results}
+cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCTGRAPH_BENCH=ON >/dev/null
+cmake --build "$build" -j1 --target bench_gemm bench_attention bench_attention_memory
+mkdir -p "$out"
+md="$out/kernels.md"
+{
+  echo "Machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores;" \
+    "SIMD: $(grep -q avx512f /proc/cpuinfo && echo AVX-512 || (grep -q avx2 /proc/cpuinfo && echo AVX2+FMA, 256-bit || echo SSE))."
+  echo "Compiler: $(${CXX:-c++} --version | head -1). Date: $(date -u +%Y-%m-%d)."
+} >"$md"
+
+CTGRAPH_BENCH_CSV="$out/gemm.csv" "$build/bench/bench_gemm" >"$out/gemm.txt" 2>&1
+sed -n '/^## gemm/,$p' "$out/gemm.txt" >>"$md"
+CTGRAPH_BENCH_CSV="$out/attention.csv" "$build/bench/bench_attention" >"$out/attention.txt" 2>&1
+sed -n '/^## attention/,$p' "$out/attention.txt" >>"$md"
+
+{
+  echo
+  echo "### attention memory (forward+backward, B=1 H=1 d=64, added peak RSS beyond inputs and outputs)"
+  echo
+  echo '```'
+  for n in 2048 16384; do
+    for impl in ctgraph unfused torch-naive torch-sdpa; do
+      "$build/bench/bench_attention_memory" "$impl" "$n" 2>&1 || true
+    done
+  done
+  echo '```'
+} >>"$md"
+
+if command -v gnuplot >/dev/null; then
+  # gemm: square fp32, 1 thread; attention: forward, non-causal, 1 thread.
+  awk -F';' '$1=="sgemm square" && $4==1 {split($2,a,"x"); print a[1], $6 > "'"$out"'/gemm_" ($3=="ctgraph" ? "ctgraph" : "openblas") ".dat"}' "$out/gemm.csv"
+  awk -F';' '$1 ~ /^attention forward \(/ && $4==1 {split($2,a,"[= ]"); f=$3; gsub(/ /,"_",f); print a[2], $6 > "'"$out"'/attn_" f ".dat"}' "$out/attention.csv"
+  peak1=$(awk -F';' '$4==1 {print $7; exit}' "$out/attention.csv")
+  gnuplot <<GP
+set terminal svg size 640,400 font "sans,11"
+set grid
+set key left top
+set output "$out/gemm.svg"
+set title "sgemm, square, 1 thread"
+set xlabel "M = N = K"; set ylabel "GFLOP/s"
+set yrange [0:*]
+plot "$out/gemm_ctgraph.dat" w lp lw 2 t "ctgraph", "$out/gemm_openblas.dat" w lp lw 2 t "OpenBLAS", $(awk -F';' '$4==1 {print $7; exit}' "$out/gemm.csv") w l dt 2 t "peak FMA (measured)"
+set output "$out/attention.svg"
+set title "attention forward, B=4 H=8 d=64, non-causal, 1 thread"
+set xlabel "N = q_len = kv_len"; set logscale x 2
+plot for [f in "ctgraph_fused ctgraph_unfused torch_naive torch_sdpa"] "$out/attn_".f.".dat" w lp lw 2 t f, $peak1 w l dt 2 t "peak FMA (measured)"
+GP
+fi
+echo "wrote $md"
