@@ -1,0 +1,241 @@
+// graph/expr.hpp: expressions as types. An expression's type names its node; the
+// node's description (op, type, shape, attributes, pointers to its operands'
+// descriptions) is one constant per type, so the compiler shares it wherever the
+// type recurs and a graph is walked once, by pointer, when a step is compiled.
+#pragma once
+#include <array>
+#include <concepts>
+
+#include "node.hpp"
+
+namespace ctgraph {
+
+/// A node as the type system sees it: what `compile` reads to flatten a graph.
+struct node_desc {
+  const op_info* op;
+  dtype type;
+  shape out;
+  attr_t a;
+  int n_in;
+  const node_desc* in[3];
+  const char* name;
+  std::uint64_t hash;
+};
+
+//! cg::expression: a type that names one graph node.
+//! Needs: a static constexpr `desc` (its node_desc) and `value_type`.
+//! Models: cg::input, cg::param, constants, every op's result, cg::grad.
+template <class E>
+concept expression = requires {
+  { E::desc } -> std::convertible_to<const node_desc&>;
+  typename E::value_type;
+};
+
+template <class E>
+inline constexpr shape shape_of = E::desc.out;
+
+/// One out-of-line entry per op and element type: every step of that op calls it, so a
+/// graph of a thousand matmuls compiles one matmul kernel, not a thousand copies.
+template <class Op, class T>
+[[gnu::noinline]] void forward_entry(const run_args<T>& a) {
+  Op::template forward<T>(a);
+}
+
+/// An elementwise op over arrays, one instantiation per op and type; a fused loop calls
+/// these on L1-sized tiles. Strides are 0 (a broadcast value) or 1.
+template <class Op, class T>
+void elementwise_array(T* __restrict out, const T* a, int sa, const T* b, int sb, long n) {
+  if (sa && sb)
+    for (long i = 0; i < n; ++i) out[i] = Op::scalar(a[i], b[i]);
+  else if (sa)
+    for (long i = 0; i < n; ++i) out[i] = Op::scalar(a[i], b[0]);
+  else if (sb)
+    for (long i = 0; i < n; ++i) out[i] = Op::scalar(a[0], b[i]);
+  else
+    for (long i = 0; i < n; ++i) out[i] = Op::scalar(a[0], b[0]);
+}
+
+/// Gathers an op struct's parts (see ops/) into its op_info.
+template <class Op>
+consteval op_info make_op_info() {
+  op_info i;
+  i.name = Op::name;
+  i.cls = Op::cls;
+  i.infer = &Op::infer;
+  if constexpr (requires { &Op::template scalar<float>; }) {
+    i.array_f32 = &elementwise_array<Op, float>;
+    i.array_f64 = &elementwise_array<Op, double>;
+  }
+  if constexpr (requires { &Op::template forward<float>; }) {
+    i.fwd_f32 = &forward_entry<Op, float>;
+    i.fwd_f64 = &forward_entry<Op, double>;
+  }
+  if constexpr (requires { &Op::vjp; }) i.vjp = &Op::vjp;
+  if constexpr (requires { &Op::int_bound; }) i.int_bound = &Op::int_bound;
+  if constexpr (requires { Op::flops; }) i.flops = Op::flops;
+  return i;
+}
+template <class Op>
+inline constexpr op_info op_info_of = make_op_info<Op>();
+
+template <class T>
+using value_of = typename T::value_type;
+
+namespace detail {
+template <class... In>
+constexpr dtype first_float_type() {
+  dtype t = dtype::i32;
+  bool found = false;
+  ((!found && In::desc.type != dtype::i32 ? (t = In::desc.type, found = true) : false), ...);
+  return t;
+}
+template <dtype T>
+using value_type_t = std::conditional_t<T == dtype::f32, float, std::conditional_t<T == dtype::f64, double, int>>;
+
+constexpr node_desc finish(node_desc d) {
+  node n;
+  n.op = d.op;
+  n.type = d.type;
+  n.out = d.out;
+  n.a = d.a;
+  n.n_in = d.n_in;
+  n.name = d.name;
+  std::uint64_t oh[3] = {};
+  for (int k = 0; k < d.n_in; ++k) oh[k] = d.in[k]->hash;
+  d.hash = node_hash(n, oh);
+  return d;
+}
+}  // namespace detail
+
+/// An op applied to operand expressions. Built only by make_node, after the shape rule passed.
+template <class Op, attr_t A, class... In>
+struct op_expr {
+  static constexpr dtype type = detail::first_float_type<In...>();
+  using value_type = detail::value_type_t<type>;
+  static constexpr node_desc desc =
+      detail::finish({&op_info_of<Op>,
+                      type,
+                      Op::infer(A, std::array<shape, sizeof...(In)>{In::desc.out...}.data(), sizeof...(In)).s,
+                      A,
+                      sizeof...(In),
+                      {&In::desc...},
+                      nullptr,
+                      0});
+};
+
+enum class leaf_kind { input, param };
+
+/// A named leaf: fed at run time (input) or held in a parameter set (param).
+template <leaf_kind K, fixed_string Name, class T, int... D>
+struct leaf_expr {
+  using value_type = T;
+  static constexpr auto name = Name;
+  static constexpr node_desc desc = detail::finish(
+      {K == leaf_kind::input ? &input_info : &param_info, dtype_of<T>(), make_shape<D...>(), {}, 0, {}, Name.data, 0});
+};
+
+/// `cg::input<"x", float, 32, 64>`: a [32, 64] float input named "x".
+template <fixed_string Name, class T, int... D>
+inline constexpr leaf_expr<leaf_kind::input, Name, T, D...> input{};
+/// `cg::param<"W", float, 64, 10>`: a trainable [64, 10] float parameter named "W".
+template <fixed_string Name, class T, int... D>
+inline constexpr leaf_expr<leaf_kind::param, Name, T, D...> param{};
+
+/// A compile-time scalar: `cg::constant<0.5>`, or with `using namespace cg::literals`, `0.5_c`.
+struct scalar_value {
+  std::int64_t bits;
+  consteval scalar_value(double v) : bits(std::bit_cast<std::int64_t>(v)) {}
+  consteval scalar_value(int v) : scalar_value(static_cast<double>(v)) {}
+  constexpr double value() const { return std::bit_cast<double>(bits); }
+};
+
+/// A scalar that has not met an operand yet: it takes the operand's element type.
+template <scalar_value V>
+struct scalar_constant {
+  static constexpr double value = V.value();
+};
+template <scalar_value V>
+inline constexpr scalar_constant<V> constant{};
+
+/// A constant of element type T filling a shape (rank 0 by default): a node.
+template <dtype T, std::int64_t Bits, shape S = shape{}>
+struct const_expr {
+  using value_type = detail::value_type_t<T>;
+  static constexpr node_desc desc = detail::finish({&constant_info, T, S, attr_t{{}, Bits, {}}, 0, {}, nullptr, 0});
+};
+
+template <class C>
+struct is_scalar_constant : std::false_type {};
+template <scalar_value V>
+struct is_scalar_constant<scalar_constant<V>> : std::true_type {};
+
+/// Turns a scalar_constant into a node of E's element type; passes expressions through.
+template <class E, class S>
+constexpr auto as_operand(S s) {
+  if constexpr (is_scalar_constant<S>::value)
+    return const_expr<E::desc.type, std::bit_cast<std::int64_t>(S::value)>{};
+  else
+    return s;
+}
+
+/// grad(y, x): the adjoint of x in y. A marker: compile() runs one reverse sweep per y.
+template <class Y, class X>
+struct grad_expr {
+  using value_type = value_of<X>;
+  static constexpr node_desc desc =
+      detail::finish({&grad_info, X::desc.type, X::desc.out, {}, 2, {&Y::desc, &X::desc}, nullptr, 0});
+};
+
+namespace literals {
+/// `2.5_c`, `3_c`, `1e-3_c`: compile-time scalars (a plain `2.5 * e` cannot be: a
+/// function argument is a run-time value, and the graph is fixed at compile time).
+template <char... C>
+consteval double parse_literal() {
+  constexpr char s[] = {C..., '\0'};
+  std::int64_t mant = 0;
+  int exp10 = 0, i = 0;
+  bool frac = false;
+  for (; s[i] && s[i] != 'e' && s[i] != 'E'; ++i) {
+    if (s[i] == '.') {
+      frac = true;
+      continue;
+    }
+    if (s[i] == '\'') continue;
+    mant = mant * 10 + (s[i] - '0');
+    if (frac) --exp10;
+  }
+  if (s[i]) {
+    ++i;
+    int sign = 1, e = 0;
+    if (s[i] == '-' || s[i] == '+') sign = s[i++] == '-' ? -1 : 1;
+    for (; s[i]; ++i) e = e * 10 + (s[i] - '0');
+    exp10 += sign * e;
+  }
+  double v = static_cast<double>(mant), p = 1;
+  for (int k = 0; k < (exp10 < 0 ? -exp10 : exp10); ++k) p *= 10;
+  return exp10 < 0 ? v / p : v * p;
+}
+template <char... C>
+consteval auto operator""_c() {
+  return scalar_constant<scalar_value(parse_literal<C...>())>{};
+}
+}  // namespace literals
+
+/// Builds the node `Op(in...)` after checking its shape rule. A failed check is a
+/// compile error whose first line names the op and the operand shapes.
+template <class Op, attr_t A = attr_t{}, class... In>
+constexpr auto make_node(In...) {
+  static_assert((expression<In> && ...), "ctgraph: every operand must be a cg::expression");
+  constexpr shape ins[] = {In::desc.out..., shape{}};
+  constexpr shape_result r = Op::infer(A, ins, sizeof...(In));
+  if constexpr (!r.ok) {
+    if constexpr (A.s.rank > 0)
+      Op::shape_mismatch(dims_of<In::desc.out>()..., dims_of<A.s>());
+    else
+      Op::shape_mismatch(dims_of<In::desc.out>()...);
+  } else {
+    return op_expr<Op, A, In...>{};
+  }
+}
+
+}  // namespace ctgraph

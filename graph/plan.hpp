@@ -1,0 +1,383 @@
+// graph/plan.hpp: compile = plan. From the flat graph and its outputs: prune what the
+// outputs do not need, fuse chains of elementwise nodes into single loops, order the
+// steps and give every intermediate an arena offset, reusing memory after a buffer's
+// last reader. All constexpr; the result becomes fixed-size arrays (fixed_plan).
+#pragma once
+#include <algorithm>
+#include <array>
+
+#include "autodiff.hpp"
+
+namespace ctgraph {
+
+/// Where a step's operand or result lives.
+enum class space : std::uint8_t { none, arena, param, input, literal };
+struct loc {
+  space sp = space::none;
+  long off = 0;  // arena: byte offset; param / input: index in the step's tables
+  constexpr bool operator==(const loc&) const = default;
+};
+
+/// A kernel call (or the fill of a materialised constant).
+struct kernel_step {
+  const op_info* op = nullptr;
+  dtype type = dtype::f32;
+  attr_t a;
+  loc out;
+  shape out_shape;
+  int n_in = 0;
+  loc in[3];
+  shape in_shape[3];
+};
+
+inline constexpr int max_fused = 16;  // instructions per fused loop
+inline constexpr int max_sources = 8;
+
+/// One instruction of a fused elementwise loop; an operand k >= 0 is instruction k's
+/// value, k < 0 is source -k-1.
+struct ew_instr {
+  const op_info* op = nullptr;
+  int a = 0, b = 0;
+};
+struct ew_source {
+  loc l;  // space::literal: the value's bits are `bits`
+  std::int64_t bits = 0;
+  long stride[max_rank] = {};  // element strides along the loop's axes; 0 where broadcast
+};
+/// A chain of elementwise nodes run as one loop over the output shape, no intermediate buffers.
+struct fused_step {
+  dtype type = dtype::f32;
+  loc out;
+  shape out_shape;
+  int n = 0;
+  ew_instr code[max_fused];
+  int n_src = 0;
+  ew_source src[max_sources];
+};
+
+inline constexpr int max_name = 96;
+struct leaf_entry {
+  char name[max_name] = {};
+  dtype type = dtype::f32;
+  shape s;
+  int bound = 0;  // int inputs: values must lie in [0, bound)
+  const char* bound_op = "";
+};
+struct output_entry {
+  loc l;
+  dtype type = dtype::f32;
+  shape s;
+};
+struct order_entry {
+  bool fused = false;
+  int index = 0;
+};
+
+enum class plan_error { none, duplicate_name, name_too_long, grad_of_nonscalar };
+
+/// The plan while it is built: growable vectors.
+struct dyn_plan {
+  std::vector<kernel_step> kernels;
+  std::vector<fused_step> fused;
+  std::vector<order_entry> order;
+  std::vector<leaf_entry> inputs, params;
+  std::vector<output_entry> outputs;
+  long arena_bytes = 0, intermediate_bytes = 0;
+  int graph_nodes = 0;
+  plan_error error = plan_error::none;
+};
+
+struct plan_sizes {
+  std::size_t kernels, fused, order, inputs, params, outputs;
+};
+
+/// First-fit allocator over one arena: blocks kept sorted by offset, coalesced on free.
+struct arena_allocator {
+  std::vector<long> free_off, free_len;
+  long top = 0, total = 0;
+  static constexpr long align = 64;
+  constexpr long alloc(long bytes) {
+    bytes = (bytes + align - 1) / align * align;
+    total += bytes;
+    for (std::size_t i = 0; i < free_off.size(); ++i) {
+      if (free_len[i] < bytes) continue;
+      long off = free_off[i];
+      free_off[i] += bytes;
+      free_len[i] -= bytes;
+      if (free_len[i] == 0) free_off.erase(free_off.begin() + i), free_len.erase(free_len.begin() + i);
+      return off;
+    }
+    long off = top;
+    top += bytes;
+    return off;
+  }
+  constexpr void release(long off, long bytes) {
+    bytes = (bytes + align - 1) / align * align;
+    std::size_t i = 0;
+    while (i < free_off.size() && free_off[i] < off) ++i;
+    free_off.insert(free_off.begin() + i, off);
+    free_len.insert(free_len.begin() + i, bytes);
+    if (i + 1 < free_off.size() && free_off[i] + free_len[i] == free_off[i + 1]) {
+      free_len[i] += free_len[i + 1];
+      free_off.erase(free_off.begin() + i + 1), free_len.erase(free_len.begin() + i + 1);
+    }
+    if (i > 0 && free_off[i - 1] + free_len[i - 1] == free_off[i]) {
+      free_len[i - 1] += free_len[i];
+      free_off.erase(free_off.begin() + i), free_len.erase(free_len.begin() + i);
+    }
+  }
+};
+
+constexpr bool is_leaf(const node& n) { return n.op->cls == op_class::input || n.op->cls == op_class::param; }
+
+/// Builds the plan for outputs `outs` of graph `b`.
+constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs) {
+  dyn_plan p;
+  const int N = b.size();
+  p.graph_nodes = N;
+  // 1. What the outputs need, and who reads what.
+  std::vector<char> needed(N, 0), is_out(N, 0);
+  for (int o : outs) needed[o] = is_out[o] = 1;
+  std::vector<int> consumers(N, 0), only_consumer(N, -1);
+  for (int n = N - 1; n >= 0; --n) {
+    if (!needed[n]) continue;
+    const node& nd = b[n];
+    for (int k = 0; k < nd.n_in; ++k) {
+      int i = nd.in[k];
+      bool first_use = true;
+      for (int j = 0; j < k; ++j) first_use &= nd.in[j] != i;
+      if (!first_use) continue;
+      needed[i] = 1;
+      ++consumers[i];
+      only_consumer[i] = n;
+    }
+  }
+  // 2. Fusion: an elementwise node with one consumer, an elementwise node of the same
+  //    shape and type, runs inside that consumer's loop.
+  std::vector<char> inlined(N, 0);
+  std::vector<int> instrs(N, 0), sources(N, 0);
+  auto ew = [&](int n) { return b[n].op->cls == op_class::elementwise; };
+  for (int n = 0; n < N; ++n) {
+    if (!needed[n] || !ew(n)) continue;
+    const node& nd = b[n];
+    instrs[n] = 1;
+    for (int k = 0; k < nd.n_in; ++k) {
+      int i = nd.in[k];
+      bool fuse = ew(i) && consumers[i] == 1 && !is_out[i] && b[i].out == nd.out && b[i].type == nd.type &&
+                  instrs[n] + instrs[i] <= max_fused && sources[n] + sources[i] + (nd.n_in - k) <= max_sources;
+      bool dup = false;
+      for (int j = 0; j < k; ++j) dup |= nd.in[j] == i;
+      if (dup) continue;
+      if (fuse) {
+        inlined[i] = 1;
+        instrs[n] += instrs[i];
+        sources[n] += sources[i];
+      } else {
+        sources[n] += 1;
+      }
+    }
+  }
+  // 3. Leaves: tables of inputs and params, names checked for clashes.
+  std::vector<loc> where(N);
+  auto add_leaf = [&](std::vector<leaf_entry>& v, const node& nd) {
+    leaf_entry e;
+    int len = 0;
+    while (nd.name[len]) ++len;
+    if (len >= max_name) p.error = plan_error::name_too_long;
+    for (int c = 0; c < len && c < max_name - 1; ++c) e.name[c] = nd.name[c];
+    e.type = nd.type;
+    e.s = nd.out;
+    v.push_back(e);
+    return static_cast<long>(v.size() - 1);
+  };
+  for (int n = 0; n < N; ++n) {
+    if (!needed[n] || !is_leaf(b[n])) continue;
+    for (int m = 0; m < n; ++m)
+      if (needed[m] && is_leaf(b[m]) && str_eq(b[m].name, b[n].name)) p.error = plan_error::duplicate_name;
+    bool in = b[n].op->cls == op_class::input;
+    where[n] = {in ? space::input : space::param, add_leaf(in ? p.inputs : p.params, b[n])};
+  }
+  // Int inputs: the tightest bound any consumer puts on their values.
+  for (int n = 0; n < N; ++n) {
+    if (!needed[n]) continue;
+    const node& nd = b[n];
+    if (!nd.op->int_bound) continue;
+    shape s[3];
+    for (int k = 0; k < nd.n_in; ++k) s[k] = b[nd.in[k]].out;
+    for (int k = 0; k < nd.n_in; ++k) {
+      const node& o = b[nd.in[k]];
+      if (o.type != dtype::i32 || where[nd.in[k]].sp != space::input) continue;
+      leaf_entry& e = p.inputs[where[nd.in[k]].off];
+      int bound = nd.op->int_bound(nd.a, s, k);
+      if (e.bound == 0 || bound < e.bound) e.bound = bound, e.bound_op = nd.op->name;
+    }
+  }
+  // 4. Steps in topological (id) order; constants inline unless something needs a buffer.
+  std::vector<char> materialise(N, 0);
+  for (int n = 0; n < N; ++n) {
+    if (!needed[n]) continue;
+    const node& nd = b[n];
+    if (is_out[n]) materialise[n] = 1;
+    if (nd.op->cls != op_class::elementwise)
+      for (int k = 0; k < nd.n_in; ++k) materialise[nd.in[k]] = 1;
+  }
+  std::vector<int> step_node;
+  for (int n = 0; n < N; ++n) {
+    if (!needed[n] || is_leaf(b[n]) || inlined[n]) continue;
+    if (b[n].op->cls == op_class::constant && !materialise[n]) continue;
+    step_node.push_back(n);
+  }
+  // 5. Lifetimes: the last step reading each node (outputs live to the end).
+  const int S = static_cast<int>(step_node.size());
+  std::vector<int> last_use(N, -1), root_of(N, -1);
+  for (int s = 0; s < S; ++s) root_of[step_node[s]] = s;
+  for (int n = N - 1; n >= 0; --n)  // an inlined node is read where its consumer's loop runs
+    if (inlined[n]) root_of[n] = root_of[only_consumer[n]];
+  for (int n = 0; n < N; ++n) {
+    if (!needed[n] || root_of[n] < 0) continue;
+    const node& nd = b[n];
+    for (int k = 0; k < nd.n_in; ++k) last_use[nd.in[k]] = std::max(last_use[nd.in[k]], root_of[n]);
+  }
+  for (int o : outs) last_use[o] = S;
+  // 6. Memory plan, then the steps themselves.
+  arena_allocator mem;
+  std::vector<std::vector<int>> frees(S + 1);
+  for (int s = 0; s < S; ++s) {
+    const int n = step_node[s];
+    const node& nd = b[n];
+    const long bytes = nd.out.size() * static_cast<long>(dtype_size(nd.type));
+    where[n] = {space::arena, mem.alloc(bytes)};
+    if (last_use[n] < 0) last_use[n] = s;  // computed but unread (cannot happen for needed nodes)
+    frees[last_use[n]].push_back(n);
+    if (nd.op->cls == op_class::elementwise) {
+      fused_step f;
+      f.type = nd.type;
+      f.out = where[n];
+      f.out_shape = nd.out;
+      // Post-order over the inlined tree below n: operands first.
+      std::vector<int> ids;
+      std::vector<int> stack{n};
+      std::vector<int> code_of(0);
+      while (!stack.empty()) {
+        int m = stack.back();
+        bool ready = true;
+        const node& md = b[m];
+        for (int k = md.n_in - 1; k >= 0; --k) {
+          int i = md.in[k];
+          if (!inlined[i]) continue;
+          bool done = false;
+          for (int x : ids) done |= x == i;
+          if (!done) stack.push_back(i), ready = false;
+        }
+        if (!ready) continue;
+        stack.pop_back();
+        bool done = false;
+        for (int x : ids) done |= x == m;
+        if (done) continue;
+        ew_instr ins;
+        ins.op = md.op;
+        int opnd[2] = {0, 0};
+        for (int k = 0; k < md.n_in && k < 2; ++k) {
+          int i = md.in[k];
+          int ref = 0;
+          if (inlined[i]) {
+            for (std::size_t x = 0; x < ids.size(); ++x)
+              if (ids[x] == i) ref = static_cast<int>(x);
+          } else {
+            int src = -1;
+            for (int x = 0; x < f.n_src; ++x)
+              if (code_of.size() > static_cast<std::size_t>(x) && code_of[x] == i) src = x;
+            if (src < 0) {
+              src = f.n_src++;
+              code_of.push_back(i);
+              ew_source& es = f.src[src];
+              const shape& si = b[i].out;
+              long acc = 1;
+              for (int ax = nd.out.rank - 1; ax >= 0; --ax) {
+                int as = ax - (nd.out.rank - si.rank);
+                if (as < 0) continue;
+                es.stride[ax] = si.d[as] == 1 ? 0 : acc;
+                acc *= si.d[as];
+              }
+              if (b[i].op->cls == op_class::constant && !materialise[i]) {
+                es.l = {space::literal, 0};
+                es.bits = b[i].a.vbits;
+              } else {
+                es.l = where[i];
+              }
+            }
+            ref = -src - 1;
+          }
+          opnd[k] = ref;
+        }
+        ins.a = opnd[0];
+        ins.b = md.n_in > 1 ? opnd[1] : opnd[0];
+        f.code[f.n++] = ins;
+        ids.push_back(m);
+      }
+      p.order.push_back({true, static_cast<int>(p.fused.size())});
+      p.fused.push_back(f);
+    } else {
+      kernel_step k;
+      k.op = nd.op;
+      k.type = nd.type;
+      k.a = nd.a;
+      k.out = where[n];
+      k.out_shape = nd.out;
+      k.n_in = nd.n_in;
+      for (int j = 0; j < nd.n_in; ++j) k.in[j] = where[nd.in[j]], k.in_shape[j] = b[nd.in[j]].out;
+      p.order.push_back({false, static_cast<int>(p.kernels.size())});
+      p.kernels.push_back(k);
+    }
+    for (int m : frees[s]) mem.release(where[m].off, b[m].out.size() * static_cast<long>(dtype_size(b[m].type)));
+  }
+  p.arena_bytes = mem.top;
+  p.intermediate_bytes = mem.total;
+  for (int o : outs) p.outputs.push_back({where[o], b[o].type, b[o].out});
+  return p;
+}
+
+/// The plan as fixed-size arrays: a constant the executor takes its steps from.
+template <plan_sizes Z>
+struct fixed_plan {
+  std::array<kernel_step, Z.kernels + 1> kernels{};  // +1: never empty
+  std::array<fused_step, Z.fused + 1> fused{};
+  std::array<order_entry, Z.order> order{};
+  std::array<leaf_entry, Z.inputs + 1> inputs{};
+  std::array<leaf_entry, Z.params + 1> params{};
+  std::array<output_entry, Z.outputs> outputs{};
+  long arena_bytes = 0, intermediate_bytes = 0;
+  int graph_nodes = 0;
+  plan_error error = plan_error::none;
+};
+
+template <plan_sizes Z>
+constexpr fixed_plan<Z> fix(const dyn_plan& p) {
+  fixed_plan<Z> f;
+  std::copy(p.kernels.begin(), p.kernels.end(), f.kernels.begin());
+  std::copy(p.fused.begin(), p.fused.end(), f.fused.begin());
+  std::copy(p.order.begin(), p.order.end(), f.order.begin());
+  std::copy(p.inputs.begin(), p.inputs.end(), f.inputs.begin());
+  std::copy(p.params.begin(), p.params.end(), f.params.begin());
+  std::copy(p.outputs.begin(), p.outputs.end(), f.outputs.begin());
+  f.arena_bytes = p.arena_bytes;
+  f.intermediate_bytes = p.intermediate_bytes;
+  f.graph_nodes = p.graph_nodes;
+  f.error = p.error;
+  return f;
+}
+
+/// Everything compile() does to a list of output expressions, as one constant evaluation.
+template <class... Outs>
+constexpr dyn_plan analyse(const op_info* add) {
+  builder b0;
+  desc_map seen;
+  std::vector<int> outs0{flatten(b0, seen, &Outs::desc)...};
+  std::vector<int> remap;
+  builder b = resolve_grads(b0, remap, add);
+  std::vector<int> outs;
+  for (int o : outs0) outs.push_back(remap[o]);
+  return make_plan(b, outs);
+}
+
+}  // namespace ctgraph

@@ -1,0 +1,438 @@
+// ctgraph/compile.hpp: the public entry points around a graph: grad, compile, feed,
+// parameters_of, init, and the compiled step with its run().
+#pragma once
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <ranges>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+
+#include "graph/exec.hpp"
+#include "ops/all.hpp"
+#include "view.hpp"
+
+namespace ctgraph {
+
+// ---------------------------------------------------------------- grad
+
+template <class Y>
+void grad_needs_a_scalar_output(auto) = delete;
+
+/// grad(y, x): the gradient of scalar y with respect to x (a param or input), as an
+/// expression. With several x, a std::tuple of them. compile() derives all gradients of
+/// one y in a single reverse sweep.
+template <expression Y, expression... X>
+constexpr auto grad(Y, X...) {
+  static_assert(sizeof...(X) > 0, "ctgraph: grad(y, x...) needs at least one x");
+  if constexpr (shape_of<Y>.size() != 1) {
+    grad_needs_a_scalar_output<Y>(dims_of<shape_of<Y>>());
+  } else if constexpr (sizeof...(X) == 1) {
+    return grad_expr<Y, X...>{};
+  } else {
+    return std::tuple<grad_expr<Y, X>...>{};
+  }
+}
+
+// ---------------------------------------------------------------- program
+
+template <class... T>
+struct type_list {};
+
+namespace detail {
+template <class T>
+struct outputs_of {
+  using type = type_list<T>;
+};
+template <class... T>
+struct outputs_of<std::tuple<T...>> {
+  using type = type_list<T...>;
+};
+template <class... L>
+struct concat_lists;
+template <>
+struct concat_lists<> {
+  using type = type_list<>;
+};
+template <class... A>
+struct concat_lists<type_list<A...>> {
+  using type = type_list<A...>;
+};
+template <class... A, class... B, class... R>
+struct concat_lists<type_list<A...>, type_list<B...>, R...> {
+  using type = typename concat_lists<type_list<A..., B...>, R...>::type;
+};
+}  // namespace detail
+
+/// A compiled graph: its plan, computed once per list of outputs.
+template <class... Outs>
+struct program {
+  static constexpr plan_sizes sizes = [] {
+    dyn_plan p = analyse<Outs...>(&op_info_of<add_op>);
+    return plan_sizes{p.kernels.size(), p.fused.size(),  p.order.size(),
+                      p.inputs.size(),  p.params.size(), p.outputs.size()};
+  }();
+  static constexpr fixed_plan<sizes> plan = fix<sizes>(analyse<Outs...>(&op_info_of<add_op>));
+  static_assert(plan.error != plan_error::duplicate_name,
+                "ctgraph: two different leaves (inputs or params) share one name");
+  static_assert(plan.error != plan_error::name_too_long, "ctgraph: a leaf name is longer than 95 characters");
+
+  template <class E>
+  static constexpr int output_index() {
+    int i = 0, found = -1;
+    ((std::is_same_v<E, Outs>&& found < 0 ? found = i : 0, ++i), ...);
+    return found;
+  }
+};
+
+namespace detail {
+template <class L>
+struct program_of;
+template <class... O>
+struct program_of<type_list<O...>> {
+  using type = program<O...>;
+};
+template <const char* S>
+consteval std::size_t cstr_len() {
+  std::size_t n = 0;
+  while (S[n]) ++n;
+  return n;
+}
+// A plan's leaf name as a fixed_string, so that diagnostics can print it.
+template <const leaf_entry& E>
+consteval auto name_of() {
+  constexpr std::size_t n = [] {
+    std::size_t k = 0;
+    while (E.name[k]) ++k;
+    return k;
+  }();
+  fixed_string<n + 1> s;
+  for (std::size_t k = 0; k < n; ++k) s.data[k] = E.name[k];
+  return s;
+}
+}  // namespace detail
+
+// ---------------------------------------------------------------- feeds
+
+/// Binds input `Name` to a contiguous range for one run: `cg::feed<"x">(xs)`.
+template <fixed_string Name, class T, std::size_t Extent>
+struct feed_ref {
+  static constexpr auto name = Name;
+  static constexpr std::size_t extent = Extent;
+  using value_type = T;
+  const T* data;
+  std::size_t size;
+};
+template <fixed_string Name, std::ranges::contiguous_range R>
+auto feed(const R& r) {
+  std::span s(r);
+  using T = std::remove_const_t<typename decltype(s)::element_type>;
+  return feed_ref<Name, T, decltype(s)::extent>{s.data(), s.size()};
+}
+
+template <class T>
+struct element_type {};
+void feed_name_is_not_an_input_of_this_graph(auto name) = delete;
+void feed_size_does_not_match_input_shape(auto name, auto input_dims, auto feed_size) = delete;
+void feed_element_type_does_not_match_input(auto name, auto input_type, auto feed_type) = delete;
+void input_is_not_fed(auto name) = delete;
+void param_missing_from_parameter_set(auto name) = delete;
+void param_shape_differs_in_parameter_set(auto name, auto step_dims, auto set_dims) = delete;
+void not_an_output_of_this_step(auto expression) = delete;
+
+template <std::size_t N>
+struct count {};
+
+// ---------------------------------------------------------------- parameters
+
+namespace detail {
+struct aligned_free {
+  void operator()(std::byte* p) const { std::free(p); }
+};
+using aligned_bytes = std::unique_ptr<std::byte[], aligned_free>;
+inline aligned_bytes allocate(std::size_t bytes) {
+  bytes = (bytes + 63) / 64 * 64;
+  auto* p = static_cast<std::byte*>(std::aligned_alloc(64, bytes ? bytes : 64));
+  if (!p) throw std::bad_alloc();
+  std::memset(p, 0, bytes ? bytes : 64);
+  return aligned_bytes(p);
+}
+constexpr std::size_t name_length(const leaf_entry& e) {
+  std::size_t n = 0;
+  while (n < max_name && e.name[n]) ++n;
+  return n;
+}
+template <int R>
+std::array<int, R> dims_array(const shape& s) {
+  std::array<int, R> d{};
+  for (int k = 0; k < R; ++k) d[k] = s.d[k];
+  return d;
+}
+}  // namespace detail
+
+/// Storage for every param a program uses, by name. `get<"W">()` is a mutable view.
+template <class Program>
+class parameters {
+ public:
+  static constexpr std::size_t count = Program::sizes.params;
+  static constexpr const auto& entries = Program::plan.params;
+
+  parameters() : data_(detail::allocate(total_bytes())) {}
+
+  static constexpr auto offsets = [] {
+    std::array<long, count + 1> o{};
+    for (std::size_t k = 0; k < count; ++k)
+      o[k + 1] = o[k] + (entries[k].s.size() * static_cast<long>(dtype_size(entries[k].type)) + 63) / 64 * 64;
+    return o;
+  }();
+  static constexpr long offset(std::size_t i) { return offsets[i]; }
+  static constexpr long total_bytes() { return offsets[count]; }
+  static constexpr int find(const char* name) {
+    for (std::size_t k = 0; k < count; ++k)
+      if (str_eq(entries[k].name, name)) return static_cast<int>(k);
+    return -1;
+  }
+  void* ptr(std::size_t i) { return data_.get() + offset(i); }
+  const void* ptr(std::size_t i) const { return data_.get() + offset(i); }
+
+  template <fixed_string Name>
+  auto get() {
+    constexpr int i = find(Name.data);
+    static_assert(i >= 0, "ctgraph: parameters::get<Name>(): no param of that name in this set");
+    constexpr auto e = entries[i];
+    using T = element_t<e.type>;
+    return view<T, e.s.rank>(static_cast<T*>(ptr(i)), detail::dims_array<e.s.rank>(e.s));
+  }
+  /// Calls f(name, span) for every param, in the program's order.
+  template <class F>
+  void for_each(F&& f) {
+    for (std::size_t k = 0; k < count; ++k) {
+      std::string_view n(entries[k].name, detail::name_length(entries[k]));
+      const std::size_t len = static_cast<std::size_t>(entries[k].s.size());
+      if (entries[k].type == dtype::f64)
+        f(n, std::span<double>(static_cast<double*>(ptr(k)), len), entries[k].s);
+      else
+        f(n, std::span<float>(static_cast<float*>(ptr(k)), len), entries[k].s);
+    }
+  }
+
+ private:
+  detail::aligned_bytes data_;
+};
+
+/// Initialises every param: Glorot (Xavier) uniform for rank >= 2, U(-a, a) with
+/// a = sqrt(6 / (fan_in + fan_out)), fan_in = d1 * r, fan_out = d0 * r, r the product
+/// of the trailing dims (PyTorch's convention for [Out, In, ...] weights); zeros for
+/// rank 0 and 1 (biases). Each param draws from its own stream seeded by (seed, name),
+/// so adding a param does not change the others.
+template <class P>
+void init(parameters<P>& params, std::uint64_t seed) {
+  params.for_each([&](std::string_view name, auto data, const shape& s) {
+    using T = typename decltype(data)::element_type;
+    if (s.rank < 2) {
+      std::fill(data.begin(), data.end(), T(0));
+      return;
+    }
+    double r = 1;
+    for (int k = 2; k < s.rank; ++k) r *= s.d[k];
+    const double a = std::sqrt(6.0 / (s.d[1] * r + s.d[0] * r));
+    std::uint64_t h = seed * 0x9e3779b97f4a7c15ull;
+    for (char c : name) h = hash_mix(h, static_cast<unsigned char>(c));
+    std::mt19937_64 gen(h);
+    for (T& v : data) v = static_cast<T>(a * (2.0 * (static_cast<double>(gen() >> 11) * 0x1.0p-53) - 1.0));
+  });
+}
+
+// ---------------------------------------------------------------- step
+
+template <class Step>
+class results;
+
+/// A compiled step: the plan's arena, allocated once; run() allocates nothing.
+template <class Program>
+class step {
+ public:
+  using program = Program;
+  static constexpr const auto& plan = Program::plan;
+  static constexpr auto sizes = Program::sizes;
+
+  step() : arena_(detail::allocate(static_cast<std::size_t>(plan.arena_bytes))) {}
+
+  /// Bytes of the arena after buffer reuse.
+  static constexpr long arena_bytes() { return plan.arena_bytes; }
+  /// Bytes all intermediates would take without reuse.
+  static constexpr long intermediate_bytes() { return plan.intermediate_bytes; }
+  static constexpr std::size_t num_steps() { return sizes.order; }
+  static constexpr std::size_t num_kernel_steps() { return sizes.kernels; }
+  static constexpr std::size_t num_fused_steps() { return sizes.fused; }
+  static constexpr int graph_nodes() { return plan.graph_nodes; }
+
+  /// Runs the step on `params` with one feed per input. Views into the results stay
+  /// valid until the next run.
+  template <class P, class... Feeds>
+  results<step> run(parameters<P>& params, const Feeds&... feeds) {
+    check_feed_names<Feeds...>();
+    bind_inputs<Feeds...>(std::make_index_sequence<sizes.inputs>{}, feeds...);
+    bind_params(params);
+    check_int_inputs(std::make_index_sequence<sizes.inputs>{});
+    const exec_ctx c{arena_.get(), params_.data(), inputs_.data()};
+    run_plan(c, plan);
+    return results<step>(this);
+  }
+
+ private:
+  template <class Step>
+  friend class results;
+
+  template <class... Feeds>
+  static constexpr void check_feed_names() {
+    (
+        [] {
+          using F = Feeds;
+          constexpr int i = input_index(F::name.data);
+          if constexpr (i < 0) {
+            feed_name_is_not_an_input_of_this_graph(name<F::name>{});
+          } else {
+            constexpr leaf_entry e = plan.inputs[i];
+            if constexpr (dtype_of<typename F::value_type>() != e.type)
+              feed_element_type_does_not_match_input(name<F::name>{}, element_type<element_t<e.type>>{},
+                                                     element_type<typename F::value_type>{});
+            if constexpr (F::extent != std::dynamic_extent && static_cast<long>(F::extent) != e.s.size())
+              feed_size_does_not_match_input_shape(name<F::name>{}, dims_of<e.s>(), count<F::extent>{});
+          }
+        }(),
+        ...);
+  }
+  static constexpr int input_index(const char* n) {
+    for (std::size_t k = 0; k < sizes.inputs; ++k)
+      if (str_eq(plan.inputs[k].name, n)) return static_cast<int>(k);
+    return -1;
+  }
+  template <std::size_t I, class... Feeds>
+  static constexpr int feed_for() {
+    int found = -1, j = 0;
+    ((str_eq(plan.inputs[I].name, Feeds::name.data)&& found < 0 ? found = j : 0, ++j), ...);
+    return found;
+  }
+  template <class... Feeds, std::size_t... I>
+  void bind_inputs(std::index_sequence<I...>, const Feeds&... feeds) {
+    (
+        [&] {
+          constexpr int j = feed_for<I, Feeds...>();
+          if constexpr (j < 0) {
+            input_is_not_fed(name<detail::name_of<plan.inputs[I]>()>{});
+          } else {
+            const auto& f = std::get<j>(std::forward_as_tuple(feeds...));
+            constexpr long want = plan.inputs[I].s.size();
+            if (static_cast<long>(f.size) != want)
+              throw std::invalid_argument(
+                  fmt::format("ctgraph: feed<\"{}\">: got {} elements, input \"{}\" has {} ({})", plan.inputs[I].name,
+                              f.size, plan.inputs[I].name, want, describe(plan.inputs[I].s)));
+            if (f.data == nullptr)
+              throw std::invalid_argument(fmt::format("ctgraph: feed<\"{}\">: null data", plan.inputs[I].name));
+            inputs_[I] = f.data;
+          }
+        }(),
+        ...);
+  }
+  // For each param of this step, its index in parameter set P (-1: missing, -2: other shape or type).
+  template <class P>
+  static constexpr auto param_map = [] {
+    std::array<int, sizes.params + 1> m{};
+    for (std::size_t i = 0; i < sizes.params; ++i) {
+      const int j = parameters<P>::find(plan.params[i].name);
+      const bool same = j >= 0 && parameters<P>::entries[j].s == plan.params[i].s &&
+                        parameters<P>::entries[j].type == plan.params[i].type;
+      m[i] = j < 0 ? -1 : same ? j : -2;
+    }
+    return m;
+  }();
+  template <class P>
+  static constexpr int first_bad_param() {
+    for (std::size_t i = 0; i < sizes.params; ++i)
+      if (param_map<P>[i] < 0) return static_cast<int>(i);
+    return -1;
+  }
+  template <class P>
+  void bind_params(parameters<P>& params) {
+    constexpr int bad = first_bad_param<P>();
+    if constexpr (bad >= 0) {
+      constexpr auto n = name<detail::name_of<plan.params[bad]>()>{};
+      if constexpr (param_map<P>[bad] == -1)
+        param_missing_from_parameter_set(n);
+      else
+        param_shape_differs_in_parameter_set(
+            n, dims_of<plan.params[bad].s>(),
+            dims_of<parameters<P>::entries[parameters<P>::find(plan.params[bad].name)].s>());
+    } else {
+      for (std::size_t i = 0; i < sizes.params; ++i) params_[i] = params.ptr(param_map<P>[i]);
+    }
+  }
+  template <std::size_t... I>
+  void check_int_inputs(std::index_sequence<I...>) const {
+    (
+        [&] {
+          constexpr leaf_entry e = plan.inputs[I];
+          if constexpr (e.type == dtype::i32 && e.bound > 0) {
+            const int* v = static_cast<const int*>(inputs_[I]);
+            for (long k = 0; k < e.s.size(); ++k)
+              if (v[k] < 0 || v[k] >= e.bound)
+                throw std::out_of_range(
+                    fmt::format("ctgraph: input \"{}\" holds {} at index {}, outside [0, {}) required by {}", e.name,
+                                v[k], k, e.bound, e.bound_op));
+          }
+        }(),
+        ...);
+  }
+  static std::string describe(const shape& s) {
+    std::string r = "[";
+    for (int k = 0; k < s.rank; ++k) r += (k ? ", " : "") + std::to_string(s.d[k]);
+    return r + "]";
+  }
+
+  detail::aligned_bytes arena_;
+  std::array<void*, sizes.params + 1> params_{};
+  std::array<const void*, sizes.inputs + 1> inputs_{};
+};
+
+/// The values a run produced: `out[e]` is a view of output e (an expression passed to compile).
+template <class Step>
+class results {
+ public:
+  explicit results(const Step* s) : s_(s) {}
+  template <expression E>
+  auto operator[](E) const {
+    constexpr int i = Step::program::template output_index<E>();
+    if constexpr (i < 0) {
+      not_an_output_of_this_step(dims_of<shape_of<E>>());
+    } else {
+      constexpr output_entry o = Step::plan.outputs[i];
+      using T = element_t<o.type>;
+      const exec_ctx c{s_->arena_.get(), s_->params_.data(), s_->inputs_.data()};
+      return view<const T, o.s.rank>(resolve<const T>(c, o.l), detail::dims_array<o.s.rank>(o.s));
+    }
+  }
+
+ private:
+  const Step* s_;
+};
+
+/// compile(outputs...): plans the graph of the given expressions (and tuples of them, as
+/// grad returns) once, at compile time, and returns a step ready to run.
+template <class... O>
+auto compile(O...) {
+  using P =
+      typename detail::program_of<typename detail::concat_lists<typename detail::outputs_of<O>::type...>::type>::type;
+  return step<P>();
+}
+
+/// The parameter set a step's graph uses, zero-initialised; see init().
+template <class P>
+parameters<P> parameters_of(const step<P>&) {
+  return parameters<P>();
+}
+
+}  // namespace ctgraph

@@ -1,0 +1,4 @@
+// ctgraph/ctgraph.hpp: the whole public API. `namespace cg = ctgraph;`
+#pragma once
+#include "compile.hpp"
+#include "view.hpp"

@@ -1,0 +1,9 @@
+// ops/all.hpp: every op family. Adding an op: its file, plus one line here.
+#pragma once
+#include "elementwise.hpp"
+#include "embedding.hpp"
+#include "losses.hpp"
+#include "matmul.hpp"
+#include "reduce.hpp"
+#include "shape_ops.hpp"
+#include "softmax.hpp"

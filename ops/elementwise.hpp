@@ -1,0 +1,253 @@
+// ops/elementwise.hpp: per-element ops with NumPy broadcasting.
+//   binary: + - * /      unary: -x exp log tanh sigmoid relu sqrt      helper: step
+//   Each is one scalar function; compile() fuses chains of them into one loop.
+//   VJPs (g the output adjoint, y the output), each summed back over broadcast axes:
+//     a+b: g, g    a-b: g, -g    a*b: g*b, g*a    a/b: g/b, -g*y/b    -x: -g
+//     exp: g*y     log: g/x      tanh: g*(1-y*y)  sigmoid: g*y*(1-y)
+//     relu: g*heaviside(x)            sqrt: g*0.5/y    step: none (zero almost everywhere)
+#pragma once
+#include <cmath>
+
+#include "fwd.hpp"
+
+namespace ctgraph {
+
+/// Shape rule of every elementwise op: operands broadcast together; with an explicit
+/// target (a.i[0] == 1, broadcast_to) they must broadcast to exactly a.s.
+constexpr shape_result elementwise_infer(const attr_t& a, const shape* in, int n) {
+  shape_result r{true, in[0]};
+  for (int k = 1; k < n && r.ok; ++k) r = broadcast(r.s, in[k]);
+  if (r.ok && a.i[0] == 1) r = {broadcasts_to(r.s, a.s), a.s};
+  return r;
+}
+
+template <class Derived>
+struct elementwise_op {
+  static constexpr op_class cls = op_class::elementwise;
+  static constexpr shape_result infer(const attr_t& a, const shape* in, int n) { return elementwise_infer(a, in, n); }
+};
+
+struct add_op : elementwise_op<add_op> {
+  static constexpr const char* name = "add";
+  template <class T>
+  static T scalar(T a, T b) {
+    return a + b;
+  }
+  static constexpr void vjp(vjp_ctx& c) {
+    set_unbroadcast(c, 0, c.grad());
+    set_unbroadcast(c, 1, c.grad());
+  }
+  static void shape_mismatch(auto...) = delete;
+};
+struct sub_op : elementwise_op<sub_op> {
+  static constexpr const char* name = "sub";
+  template <class T>
+  static T scalar(T a, T b) {
+    return a - b;
+  }
+  static constexpr void vjp(vjp_ctx& c) {
+    set_unbroadcast(c, 0, c.grad());
+    if (c.wants[1]) set_unbroadcast(c, 1, -c.grad());
+  }
+  static void shape_mismatch(auto...) = delete;
+};
+struct mul_op : elementwise_op<mul_op> {
+  static constexpr const char* name = "mul";
+  template <class T>
+  static T scalar(T a, T b) {
+    return a * b;
+  }
+  static constexpr void vjp(vjp_ctx& c) {
+    if (c.wants[0]) set_unbroadcast(c, 0, c.grad() * c.x(1));
+    if (c.wants[1]) set_unbroadcast(c, 1, c.grad() * c.x(0));
+  }
+  static void shape_mismatch(auto...) = delete;
+};
+struct div_op : elementwise_op<div_op> {
+  static constexpr const char* name = "div";
+  static constexpr double flops = 4;
+  template <class T>
+  static T scalar(T a, T b) {
+    return a / b;
+  }
+  static constexpr void vjp(vjp_ctx& c) {
+    if (c.wants[0]) set_unbroadcast(c, 0, c.grad() / c.x(1));
+    if (c.wants[1]) set_unbroadcast(c, 1, -(c.grad() * c.out()) / c.x(1));
+  }
+  static void shape_mismatch(auto...) = delete;
+};
+struct neg_op : elementwise_op<neg_op> {
+  static constexpr const char* name = "neg";
+  template <class T>
+  static T scalar(T a, T) {
+    return -a;
+  }
+  static constexpr void vjp(vjp_ctx& c) { c.set(0, -c.grad()); }
+};
+struct exp_op : elementwise_op<exp_op> {
+  static constexpr const char* name = "exp";
+  static constexpr double flops = 10;
+  template <class T>
+  static T scalar(T a, T) {
+    return std::exp(a);
+  }
+  static constexpr void vjp(vjp_ctx& c) { c.set(0, c.grad() * c.out()); }
+};
+struct log_op : elementwise_op<log_op> {
+  static constexpr const char* name = "log";
+  static constexpr double flops = 10;
+  template <class T>
+  static T scalar(T a, T) {
+    return std::log(a);
+  }
+  static constexpr void vjp(vjp_ctx& c) { c.set(0, c.grad() / c.x(0)); }
+};
+struct tanh_op : elementwise_op<tanh_op> {
+  static constexpr const char* name = "tanh";
+  static constexpr double flops = 20;
+  template <class T>
+  static T scalar(T a, T) {
+    return std::tanh(a);
+  }
+  static constexpr void vjp(vjp_ctx& c) { c.set(0, c.grad() * (1.0 - c.out() * c.out())); }
+};
+struct sigmoid_op : elementwise_op<sigmoid_op> {
+  static constexpr const char* name = "sigmoid";
+  static constexpr double flops = 12;
+  template <class T>
+  static T scalar(T a, T) {
+    return T(1) / (T(1) + std::exp(-a));
+  }
+  static constexpr void vjp(vjp_ctx& c) { c.set(0, c.grad() * c.out() * (1.0 - c.out())); }
+};
+struct relu_op : elementwise_op<relu_op> {
+  static constexpr const char* name = "relu";
+  template <class T>
+  static T scalar(T a, T) {
+    return a > T(0) ? a : T(0);
+  }
+  static constexpr void vjp(vjp_ctx& c) { c.set(0, c.grad() * heaviside(c.x(0))); }
+};
+struct sqrt_op : elementwise_op<sqrt_op> {
+  static constexpr const char* name = "sqrt";
+  static constexpr double flops = 4;
+  template <class T>
+  static T scalar(T a, T) {
+    return std::sqrt(a);
+  }
+  static constexpr void vjp(vjp_ctx& c) { c.set(0, 0.5 * c.grad() / c.out()); }
+};
+struct step_op : elementwise_op<step_op> {  // no vjp: its derivative is zero almost everywhere
+  static constexpr const char* name = "step";
+  template <class T>
+  static T scalar(T a, T) {
+    return a > T(0) ? T(1) : T(0);
+  }
+};
+/// broadcast_to: the identity, reading its operand with broadcasting (a.i[0] == 1, a.s the target).
+struct broadcast_op : elementwise_op<broadcast_op> {
+  static constexpr const char* name = "broadcast_to";
+  template <class T>
+  static T scalar(T a, T) {
+    return a;
+  }
+  static constexpr void vjp(vjp_ctx& c) { set_unbroadcast(c, 0, c.grad()); }
+  static void shape_mismatch(auto...) = delete;
+};
+
+// ---- on builder refs (vector-Jacobian rules) ----
+namespace detail {
+template <class Op>
+constexpr ref ew(ref a) {
+  return {a.b, a.b->make(&op_info_of<Op>, {}, {a.id})};
+}
+template <class Op>
+constexpr ref ew(ref a, ref b) {
+  return {a.b, a.b->make(&op_info_of<Op>, {}, {a.id, b.id})};
+}
+constexpr ref scalar_ref(builder* b, double v, dtype t) { return {b, b->constant(v, shape{}, t)}; }
+}  // namespace detail
+constexpr ref operator+(ref a, ref b) { return detail::ew<add_op>(a, b); }
+constexpr ref operator-(ref a, ref b) { return detail::ew<sub_op>(a, b); }
+constexpr ref operator*(ref a, ref b) { return detail::ew<mul_op>(a, b); }
+constexpr ref operator/(ref a, ref b) { return detail::ew<div_op>(a, b); }
+constexpr ref operator-(ref a) { return detail::ew<neg_op>(a); }
+constexpr ref operator+(double a, ref b) { return detail::scalar_ref(b.b, a, b.get().type) + b; }
+constexpr ref operator-(double a, ref b) { return detail::scalar_ref(b.b, a, b.get().type) - b; }
+constexpr ref operator*(double a, ref b) { return detail::scalar_ref(b.b, a, b.get().type) * b; }
+constexpr ref operator/(ref a, double b) { return a * detail::scalar_ref(a.b, 1.0 / b, a.get().type); }
+constexpr ref exp(ref x) { return detail::ew<exp_op>(x); }
+constexpr ref log(ref x) { return detail::ew<log_op>(x); }
+constexpr ref heaviside(ref x) { return detail::ew<step_op>(x); }
+
+// ---- on expressions (the public API) ----
+namespace detail {
+template <class T>
+inline constexpr bool always_false = false;
+template <class A, class B>
+concept ew_operands = (expression<A> && (expression<B> || is_scalar_constant<B>::value)) ||
+                      (is_scalar_constant<A>::value && expression<B>);
+template <class Op, class A, class B>
+constexpr auto binary(A a, B b) {
+  if constexpr (is_scalar_constant<A>::value)
+    return make_node<Op>(as_operand<B>(a), b);
+  else
+    return make_node<Op>(a, as_operand<A>(b));
+}
+template <class A, class B>
+concept plain_number_operand = (std::is_arithmetic_v<A> && expression<B>) || (expression<A> && std::is_arithmetic_v<B>);
+template <class A>
+constexpr void reject_plain_number() {
+  static_assert(always_false<A>,
+                "ctgraph: a plain number is a run-time value, but the graph is fixed at compile time: "
+                "write 2.0_c * e (using namespace ctgraph::literals) or ctgraph::constant<2.0> * e");
+}
+}  // namespace detail
+
+template <class A, class B>
+requires detail::ew_operands<A, B>
+constexpr auto operator+(A a, B b) { return detail::binary<add_op>(a, b); }
+template <class A, class B>
+requires detail::ew_operands<A, B>
+constexpr auto operator-(A a, B b) { return detail::binary<sub_op>(a, b); }
+template <class A, class B>
+requires detail::ew_operands<A, B>
+constexpr auto operator*(A a, B b) { return detail::binary<mul_op>(a, b); }
+template <class A, class B>
+requires detail::ew_operands<A, B>
+constexpr auto operator/(A a, B b) { return detail::binary<div_op>(a, b); }
+
+template <class A, class B>
+requires detail::plain_number_operand<A, B>
+constexpr void operator+(A, B) { detail::reject_plain_number<A>(); }
+template <class A, class B>
+requires detail::plain_number_operand<A, B>
+constexpr void operator-(A, B) { detail::reject_plain_number<A>(); }
+template <class A, class B>
+requires detail::plain_number_operand<A, B>
+constexpr void operator*(A, B) { detail::reject_plain_number<A>(); }
+template <class A, class B>
+requires detail::plain_number_operand<A, B>
+constexpr void operator/(A, B) { detail::reject_plain_number<A>(); }
+
+constexpr auto operator-(expression auto x) { return make_node<neg_op>(x); }
+template <scalar_value V>
+constexpr auto operator-(scalar_constant<V>) {
+  return scalar_constant<scalar_value(-V.value())>{};
+}
+constexpr auto exp(expression auto x) { return make_node<exp_op>(x); }
+constexpr auto log(expression auto x) { return make_node<log_op>(x); }
+constexpr auto tanh(expression auto x) { return make_node<tanh_op>(x); }
+constexpr auto sigmoid(expression auto x) { return make_node<sigmoid_op>(x); }
+constexpr auto relu(expression auto x) { return make_node<relu_op>(x); }
+constexpr auto sqrt(expression auto x) { return make_node<sqrt_op>(x); }
+
+/// broadcast_to<dims...>(x): x repeated along broadcast axes (NumPy rules).
+template <int... D>
+constexpr auto broadcast_to(expression auto x) {
+  attr_t a = attr_shape(make_shape<D...>());
+  a.i[0] = 1;
+  return make_node<broadcast_op, a>(x);
+}
+
+}  // namespace ctgraph

@@ -1,0 +1,102 @@
+// ops/matmul.hpp: batched matrix product with NumPy-broadcast batch axes.
+//   C[..., M, N] = op(A)[..., M, K] op(B)[..., K, N], op() the transpose when a.i[0] / a.i[1]
+//   is set: a transpose feeding a matmul becomes the gemm's flag and costs nothing.
+//   VJPs (stored layouts; then summed over broadcast batch axes):
+//     dA = ta ? op(B) g^T : g op(B)^T        dB = tb ? g^T op(A) : op(A)^T g
+#pragma once
+#include <ctgraph/kernels.hpp>
+
+#include "fwd.hpp"
+#include "shape_ops.hpp"
+
+namespace ctgraph {
+
+struct matmul_op {
+  static constexpr const char* name = "matmul";
+  static constexpr op_class cls = op_class::kernel;
+  static constexpr shape_result infer(const attr_t& a, const shape* in, int) {
+    const shape &x = in[0], &y = in[1];
+    if (x.rank < 2 || y.rank < 2) return {};
+    const bool ta = a.i[0], tb = a.i[1];
+    const int m = x.d[x.rank - (ta ? 1 : 2)], k = x.d[x.rank - (ta ? 2 : 1)];
+    const int k2 = y.d[y.rank - (tb ? 1 : 2)], n = y.d[y.rank - (tb ? 2 : 1)];
+    if (k != k2) return {};
+    shape bx = x, by = y;
+    bx.rank -= 2;
+    by.rank -= 2;
+    shape_result r = broadcast(bx, by);
+    r.s.d[r.s.rank++] = m;
+    r.s.d[r.s.rank++] = n;
+    return r;
+  }
+  static constexpr double flops = 0;  // counted per product in summaries: 2*M*N*K
+  template <class T>
+  static void forward(const run_args<T>& a) {
+    const shape &x = a.in_shape[0], &y = a.in_shape[1], &o = a.out_shape;
+    const bool ta = a.a.i[0], tb = a.a.i[1];
+    const int M = o.d[o.rank - 2], N = o.d[o.rank - 1], K = x.d[x.rank - (ta ? 2 : 1)];
+    const int lda = x.d[x.rank - 1], ldb = y.d[y.rank - 1];
+    const long batches = o.size() / (long(M) * N);
+    const T *A = a.input(0), *B = a.input(1);
+    if (batches == 1) return kernels::gemm<T>(ta, tb, M, N, K, T(1), A, lda, B, ldb, T(0), a.out, N);
+    // Batch offsets of each operand under broadcasting (stride 0 on broadcast axes).
+    const int br = o.rank - 2;
+    long sx[max_rank] = {}, sy[max_rank] = {};
+    long ax = long(x.d[x.rank - 1]) * x.d[x.rank - 2], ay = long(y.d[y.rank - 1]) * y.d[y.rank - 2];
+    for (int k = br - 1; k >= 0; --k) {
+      int kx = k - (br - (x.rank - 2)), ky = k - (br - (y.rank - 2));
+      if (kx >= 0) sx[k] = x.d[kx] == 1 ? 0 : ax, ax *= x.d[kx];
+      if (ky >= 0) sy[k] = y.d[ky] == 1 ? 0 : ay, ay *= y.d[ky];
+    }
+    for (long b = 0; b < batches; ++b) {
+      long rem = b, offx = 0, offy = 0;
+      for (int k = br - 1; k >= 0; --k) {
+        long c = rem % o.d[k];
+        rem /= o.d[k];
+        offx += c * sx[k];
+        offy += c * sy[k];
+      }
+      kernels::gemm<T>(ta, tb, M, N, K, T(1), A + offx, lda, B + offy, ldb, T(0), a.out + b * M * N, N);
+    }
+  }
+  static constexpr void vjp(vjp_ctx& c) {
+    const bool ta = c.attr().i[0], tb = c.attr().i[1];
+    ref A = c.x(0), B = c.x(1), g = c.grad();
+    if (c.wants[0]) c.set(0, sum_to(ta ? matmul(B, g, tb, true) : matmul(g, B, false, !tb), A.shape_of()));
+    if (c.wants[1]) c.set(1, sum_to(tb ? matmul(g, A, true, ta) : matmul(A, g, !ta, false), B.shape_of()));
+  }
+  static void shape_mismatch(auto...) = delete;
+};
+
+constexpr ref matmul(ref a, ref b, bool ta, bool tb) {
+  return {a.b, a.b->make(&op_info_of<matmul_op>, attr_t{{ta, tb}}, {a.id, b.id})};
+}
+
+namespace detail {
+// A transpose of the last two axes, seen through the type: folded into the gemm flag.
+template <class E>
+struct swapped_last_two : std::false_type {
+  using inner = E;
+};
+template <attr_t A, class X>
+requires(A == swap_last_two<X::desc.out.rank>()) struct swapped_last_two<op_expr<permute_op, A, X>> : std::true_type {
+  using inner = X;
+};
+}  // namespace detail
+
+/// matmul(a, b): [..., M, K] x [..., K, N] -> [..., M, N]; batch axes broadcast.
+template <expression A, expression B>
+constexpr auto matmul(A a, B b) {
+  using fa = detail::swapped_last_two<A>;
+  using fb = detail::swapped_last_two<B>;
+  constexpr shape sa = A::desc.out, sb = B::desc.out;
+  constexpr shape_result r = matmul_op::infer(attr_t{}, std::array<shape, 2>{sa, sb}.data(), 2);
+  if constexpr (!r.ok) {
+    matmul_op::shape_mismatch(dims_of<sa>(), dims_of<sb>());
+  } else {
+    (void)a, (void)b;
+    return make_node<matmul_op, attr_t{{fa::value, fb::value}}>(typename fa::inner{}, typename fb::inner{});
+  }
+}
+
+}  // namespace ctgraph
