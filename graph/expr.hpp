@@ -107,16 +107,56 @@ constexpr node_desc finish(node_desc d) {
 }
 }  // namespace detail
 
+/// Attributes as a type: a pack of integers (trailing zeros dropped). Integer packs keep
+/// expression types cheap for the compiler to compare, which class-type template
+/// arguments are not.
+template <long long... V>
+struct attr_pack {
+  static constexpr attr_t value = [] {
+    long long v[14] = {V...};
+    attr_t a;
+    for (int k = 0; k < max_rank; ++k) a.i[k] = static_cast<int>(v[k]);
+    a.vbits = v[6];
+    a.s.rank = static_cast<int>(v[7]);
+    for (int k = 0; k < max_rank; ++k) a.s.d[k] = static_cast<int>(v[8 + k]);
+    return a;
+  }();
+};
+namespace detail {
+constexpr std::array<long long, 14> attr_words(const attr_t& a) {
+  std::array<long long, 14> w{};
+  for (int k = 0; k < max_rank; ++k) w[k] = a.i[k];
+  w[6] = a.vbits;
+  w[7] = a.s.rank;
+  for (int k = 0; k < max_rank; ++k) w[8 + k] = a.s.d[k];
+  return w;
+}
+template <attr_t A>
+inline constexpr std::array<long long, 14> words_of = attr_words(A);
+template <attr_t A>
+constexpr auto attr_type() {
+  constexpr std::size_t n = [] {
+    std::size_t m = 14;
+    while (m > 0 && words_of<A>[m - 1] == 0) --m;
+    return m;
+  }();
+  return []<std::size_t... I>(std::index_sequence<I...>) { return attr_pack<words_of<A>[I]...>{}; }
+  (std::make_index_sequence<n>{});
+}
+}  // namespace detail
+template <attr_t A>
+using attr_of = decltype(detail::attr_type<A>());
+
 /// An op applied to operand expressions. Built only by make_node, after the shape rule passed.
-template <class Op, attr_t A, class... In>
+template <class Op, class Attr, class... In>
 struct op_expr {
   static constexpr dtype type = detail::first_float_type<In...>();
   using value_type = detail::value_type_t<type>;
   static constexpr node_desc desc =
       detail::finish({&op_info_of<Op>,
                       type,
-                      Op::infer(A, std::array<shape, sizeof...(In)>{In::desc.out...}.data(), sizeof...(In)).s,
-                      A,
+                      Op::infer(Attr::value, std::array<shape, sizeof...(In)>{In::desc.out...}.data(), sizeof...(In)).s,
+                      Attr::value,
                       sizeof...(In),
                       {&In::desc...},
                       nullptr,
@@ -125,21 +165,35 @@ struct op_expr {
 
 enum class leaf_kind { input, param };
 
+/// A leaf's name as a type (a pack of characters).
+template <char... C>
+struct chars {
+  static constexpr char data[] = {C..., '\0'};
+};
+namespace detail {
+template <fixed_string S>
+constexpr auto chars_of() {
+  return []<std::size_t... I>(std::index_sequence<I...>) { return chars<S.data[I]...>{}; }
+  (std::make_index_sequence<S.size()>{});
+}
+}  // namespace detail
+
 /// A named leaf: fed at run time (input) or held in a parameter set (param).
-template <leaf_kind K, fixed_string Name, class T, int... D>
+template <leaf_kind K, class Name, class T, int... D>
 struct leaf_expr {
   using value_type = T;
-  static constexpr auto name = Name;
+  static constexpr fixed_string<sizeof(Name::data)> name = Name::data;
   static constexpr node_desc desc = detail::finish(
-      {K == leaf_kind::input ? &input_info : &param_info, dtype_of<T>(), make_shape<D...>(), {}, 0, {}, Name.data, 0});
+      {K == leaf_kind::input ? &input_info : &param_info, dtype_of<T>(), make_shape<D...>(), {}, 0, {}, Name::data, 0});
 };
 
 /// `cg::input<"x", float, 32, 64>`: a [32, 64] float input named "x".
 template <fixed_string Name, class T, int... D>
-inline constexpr leaf_expr<leaf_kind::input, Name, T, D...> input{};
+inline constexpr leaf_expr<leaf_kind::input, decltype(detail::chars_of<Name>()), T, D...> input{};
 /// `cg::param<"W", float, 64, 10>`: a trainable [64, 10] float parameter named "W".
 template <fixed_string Name, class T, int... D>
-inline constexpr leaf_expr<leaf_kind::param, Name, T, D...> param{};
+requires(!std::is_same_v<T, int>) inline constexpr leaf_expr<leaf_kind::param, decltype(detail::chars_of<Name>()), T,
+                                                             D...> param{};
 
 /// A compile-time scalar: `cg::constant<0.5>`, or with `using namespace cg::literals`, `0.5_c`.
 struct scalar_value {
@@ -157,11 +211,12 @@ struct scalar_constant {
 template <scalar_value V>
 inline constexpr scalar_constant<V> constant{};
 
-/// A constant of element type T filling a shape (rank 0 by default): a node.
-template <dtype T, std::int64_t Bits, shape S = shape{}>
+/// A scalar constant of element type T: a node (it broadcasts against any shape).
+template <dtype T, std::int64_t Bits>
 struct const_expr {
   using value_type = detail::value_type_t<T>;
-  static constexpr node_desc desc = detail::finish({&constant_info, T, S, attr_t{{}, Bits, {}}, 0, {}, nullptr, 0});
+  static constexpr node_desc desc =
+      detail::finish({&constant_info, T, shape{}, attr_t{{}, Bits, {}}, 0, {}, nullptr, 0});
 };
 
 template <class C>
@@ -234,7 +289,7 @@ constexpr auto make_node(In...) {
     else
       Op::shape_mismatch(dims_of<In::desc.out>()...);
   } else {
-    return op_expr<Op, A, In...>{};
+    return op_expr<Op, attr_of<A>, In...>{};
   }
 }
 

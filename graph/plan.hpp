@@ -55,9 +55,8 @@ struct fused_step {
   ew_source src[max_sources];
 };
 
-inline constexpr int max_name = 96;
 struct leaf_entry {
-  char name[max_name] = {};
+  const char* name = "";  // points at the leaf type's static name
   dtype type = dtype::f32;
   shape s;
   int bound = 0;  // int inputs: values must lie in [0, bound)
@@ -73,7 +72,7 @@ struct order_entry {
   int index = 0;
 };
 
-enum class plan_error { none, duplicate_name, name_too_long, grad_of_nonscalar };
+enum class plan_error { none, duplicate_name };
 
 /// The plan while it is built: growable vectors.
 struct dyn_plan {
@@ -179,21 +178,18 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs) {
   }
   // 3. Leaves: tables of inputs and params, names checked for clashes.
   std::vector<loc> where(N);
-  auto add_leaf = [&](std::vector<leaf_entry>& v, const node& nd) {
-    leaf_entry e;
-    int len = 0;
-    while (nd.name[len]) ++len;
-    if (len >= max_name) p.error = plan_error::name_too_long;
-    for (int c = 0; c < len && c < max_name - 1; ++c) e.name[c] = nd.name[c];
-    e.type = nd.type;
-    e.s = nd.out;
-    v.push_back(e);
+  p.inputs.reserve(64);
+  p.params.reserve(256);
+  auto add_leaf = [](std::vector<leaf_entry>& v, const node& nd) {
+    v.push_back({nd.name, nd.type, nd.out});
     return static_cast<long>(v.size() - 1);
   };
+  std::vector<int> leaves;  // needed leaves, to check names for clashes
   for (int n = 0; n < N; ++n) {
     if (!needed[n] || !is_leaf(b[n])) continue;
-    for (int m = 0; m < n; ++m)
-      if (needed[m] && is_leaf(b[m]) && str_eq(b[m].name, b[n].name)) p.error = plan_error::duplicate_name;
+    for (int m : leaves)
+      if (str_eq(b[m].name, b[n].name)) p.error = plan_error::duplicate_name;
+    leaves.push_back(n);
     bool in = b[n].op->cls == op_class::input;
     where[n] = {in ? space::input : space::param, add_leaf(in ? p.inputs : p.params, b[n])};
   }
@@ -241,16 +237,21 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs) {
   for (int o : outs) last_use[o] = S;
   // 6. Memory plan, then the steps themselves.
   arena_allocator mem;
-  std::vector<std::vector<int>> frees(S + 1);
+  std::vector<int> free_head(S + 1, -1), free_next(N, -1);  // per step, the buffers whose last reader it is
+  p.kernels.reserve(S);
+  p.fused.reserve(S);
+  p.order.reserve(S);
   for (int s = 0; s < S; ++s) {
     const int n = step_node[s];
     const node& nd = b[n];
     const long bytes = nd.out.size() * static_cast<long>(dtype_size(nd.type));
     where[n] = {space::arena, mem.alloc(bytes)};
     if (last_use[n] < 0) last_use[n] = s;  // computed but unread (cannot happen for needed nodes)
-    frees[last_use[n]].push_back(n);
+    free_next[n] = free_head[last_use[n]];
+    free_head[last_use[n]] = n;
     if (nd.op->cls == op_class::elementwise) {
-      fused_step f;
+      p.order.push_back({true, static_cast<int>(p.fused.size())});
+      fused_step& f = p.fused.emplace_back();
       f.type = nd.type;
       f.out = where[n];
       f.out_shape = nd.out;
@@ -315,10 +316,9 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs) {
         f.code[f.n++] = ins;
         ids.push_back(m);
       }
-      p.order.push_back({true, static_cast<int>(p.fused.size())});
-      p.fused.push_back(f);
     } else {
-      kernel_step k;
+      p.order.push_back({false, static_cast<int>(p.kernels.size())});
+      kernel_step& k = p.kernels.emplace_back();
       k.op = nd.op;
       k.type = nd.type;
       k.a = nd.a;
@@ -326,10 +326,9 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs) {
       k.out_shape = nd.out;
       k.n_in = nd.n_in;
       for (int j = 0; j < nd.n_in; ++j) k.in[j] = where[nd.in[j]], k.in_shape[j] = b[nd.in[j]].out;
-      p.order.push_back({false, static_cast<int>(p.kernels.size())});
-      p.kernels.push_back(k);
     }
-    for (int m : frees[s]) mem.release(where[m].off, b[m].out.size() * static_cast<long>(dtype_size(b[m].type)));
+    for (int m = free_head[s]; m >= 0; m = free_next[m])
+      mem.release(where[m].off, b[m].out.size() * static_cast<long>(dtype_size(b[m].type)));
   }
   p.arena_bytes = mem.top;
   p.intermediate_bytes = mem.total;

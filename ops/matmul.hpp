@@ -78,8 +78,9 @@ template <class E>
 struct swapped_last_two : std::false_type {
   using inner = E;
 };
-template <attr_t A, class X>
-requires(A == swap_last_two<X::desc.out.rank>()) struct swapped_last_two<op_expr<permute_op, A, X>> : std::true_type {
+template <class A, class X>
+requires(A::value == swap_last_two<X::desc.out.rank>()) struct swapped_last_two<op_expr<permute_op, A, X>>
+    : std::true_type {
   using inner = X;
 };
 }  // namespace detail

@@ -78,7 +78,6 @@ struct program {
   static constexpr fixed_plan<sizes> plan = fix<sizes>(analyse<Outs...>(&op_info_of<add_op>));
   static_assert(plan.error != plan_error::duplicate_name,
                 "ctgraph: two different leaves (inputs or params) share one name");
-  static_assert(plan.error != plan_error::name_too_long, "ctgraph: a leaf name is longer than 95 characters");
 
   template <class E>
   static constexpr int output_index() {
@@ -160,11 +159,6 @@ inline aligned_bytes allocate(std::size_t bytes) {
   std::memset(p, 0, bytes ? bytes : 64);
   return aligned_bytes(p);
 }
-constexpr std::size_t name_length(const leaf_entry& e) {
-  std::size_t n = 0;
-  while (n < max_name && e.name[n]) ++n;
-  return n;
-}
 template <int R>
 std::array<int, R> dims_array(const shape& s) {
   std::array<int, R> d{};
@@ -210,7 +204,7 @@ class parameters {
   template <class F>
   void for_each(F&& f) {
     for (std::size_t k = 0; k < count; ++k) {
-      std::string_view n(entries[k].name, detail::name_length(entries[k]));
+      std::string_view n(entries[k].name);
       const std::size_t len = static_cast<std::size_t>(entries[k].s.size());
       if (entries[k].type == dtype::f64)
         f(n, std::span<double>(static_cast<double*>(ptr(k)), len), entries[k].s);
