@@ -4,6 +4,7 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -132,6 +133,12 @@ struct attr_t {
 constexpr attr_t attr_value(double v) {
   attr_t a;
   a.vbits = std::bit_cast<std::int64_t>(v);
+  return a;
+}
+constexpr attr_t attr_ints(std::initializer_list<int> v) {
+  attr_t a;
+  int k = 0;
+  for (int x : v) a.i[k++] = x;
   return a;
 }
 constexpr attr_t attr_shape(const shape& s) {

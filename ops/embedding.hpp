@@ -65,7 +65,7 @@ constexpr ref embedding(ref ids, ref table) {
   return {ids.b, ids.b->make(&op_info_of<embedding_op>, {}, {ids.id, table.id})};
 }
 constexpr ref scatter_add(ref ids, ref g, int rows) {
-  return {ids.b, ids.b->make(&op_info_of<scatter_add_op>, attr_t{{rows}}, {ids.id, g.id})};
+  return {ids.b, ids.b->make(&op_info_of<scatter_add_op>, attr_ints({rows}), {ids.id, g.id})};
 }
 
 /// embedding(ids, table): rows of table [V, D] picked by int ids [...] -> [..., D].

@@ -66,7 +66,7 @@ struct one_hot_op {
 };
 
 constexpr ref one_hot(ref ids, int classes, dtype t) {
-  return {ids.b, ids.b->make(&op_info_of<one_hot_op>, attr_t{{classes}}, {ids.id}, static_cast<int>(t))};
+  return {ids.b, ids.b->make(&op_info_of<one_hot_op>, attr_ints({classes}), {ids.id}, static_cast<int>(t))};
 }
 
 /// cross_entropy(logits, labels): mean over positions of -log softmax(logits)[label].

@@ -69,7 +69,7 @@ struct matmul_op {
 };
 
 constexpr ref matmul(ref a, ref b, bool ta, bool tb) {
-  return {a.b, a.b->make(&op_info_of<matmul_op>, attr_t{{ta, tb}}, {a.id, b.id})};
+  return {a.b, a.b->make(&op_info_of<matmul_op>, attr_ints({ta, tb}), {a.id, b.id})};
 }
 
 namespace detail {
@@ -96,7 +96,7 @@ constexpr auto matmul(A a, B b) {
     matmul_op::shape_mismatch(dims_of<sa>(), dims_of<sb>());
   } else {
     (void)a, (void)b;
-    return make_node<matmul_op, attr_t{{fa::value, fb::value}}>(typename fa::inner{}, typename fb::inner{});
+    return make_node<matmul_op, attr_ints({fa::value, fb::value})>(typename fa::inner{}, typename fb::inner{});
   }
 }
 

@@ -139,7 +139,7 @@ consteval attr_t reduce_attr() {
   } else {
     for (int ax : {Axes...}) {
       int k = ax < 0 ? ax + S.rank : ax;
-      if (k < 0 || k >= S.rank) return attr_t{{-1}};  // the shape rule rejects it
+      if (k < 0 || k >= S.rank) return attr_ints({-1});  // the shape rule rejects it
       mask |= 1 << k;
     }
   }

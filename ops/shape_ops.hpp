@@ -177,11 +177,11 @@ constexpr ref permute(ref x, const int* perm) {
 }
 constexpr ref slice(ref x, int axis, int begin, int end) {
   if (begin == 0 && end == x.shape_of().d[axis]) return x;
-  return {x.b, x.b->make(&op_info_of<slice_op>, attr_t{{axis, begin, end}}, {x.id})};
+  return {x.b, x.b->make(&op_info_of<slice_op>, attr_ints({axis, begin, end}), {x.id})};
 }
 constexpr ref pad(ref x, int axis, int begin, int full) {
   if (begin == 0 && full == x.shape_of().d[axis]) return x;
-  return {x.b, x.b->make(&op_info_of<pad_op>, attr_t{{axis, begin, full}}, {x.id})};
+  return {x.b, x.b->make(&op_info_of<pad_op>, attr_ints({axis, begin, full}), {x.id})};
 }
 
 // ---- public API ----
@@ -195,7 +195,7 @@ constexpr auto reshape(expression auto x) {
 template <int... P>
 constexpr auto permute(expression auto x) {
   static_assert(sizeof...(P) == shape_of<decltype(x)>.rank, "ctgraph: permute<p...>(x) needs one index per axis of x");
-  return make_node<permute_op, attr_t{{P...}}>(x);
+  return make_node<permute_op, attr_ints({P...})>(x);
 }
 namespace detail {
 template <int R>
@@ -217,7 +217,7 @@ constexpr auto transpose(expression auto x) {
 template <int Axis>
 constexpr auto concat(expression auto a, expression auto b, expression auto... rest) {
   constexpr int r = shape_of<decltype(a)>.rank;
-  auto ab = make_node<concat_op, attr_t{{Axis < 0 ? Axis + r : Axis}}>(a, b);
+  auto ab = make_node<concat_op, attr_ints({Axis < 0 ? Axis + r : Axis})>(a, b);
   if constexpr (sizeof...(rest) == 0)
     return ab;
   else
@@ -227,7 +227,7 @@ constexpr auto concat(expression auto a, expression auto b, expression auto... r
 template <int Axis, int Begin, int End>
 constexpr auto slice(expression auto x) {
   constexpr int r = shape_of<decltype(x)>.rank;
-  return make_node<slice_op, attr_t{{Axis < 0 ? Axis + r : Axis, Begin, End}}>(x);
+  return make_node<slice_op, attr_ints({Axis < 0 ? Axis + r : Axis, Begin, End})>(x);
 }
 
 }  // namespace ctgraph

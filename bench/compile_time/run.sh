@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Compile-time benchmark: generates graphs of growing size, compiles each model
+# translation unit alone (g++ -O2, one job) under a memory cap, and records wall
+# seconds and peak compiler memory (GNU time). Usage:
+#   bench/compile_time/run.sh [build-dir] [kind:layers ...]
+# Defaults: the budget cases (mlp:64, res:170) and a curve of residual graphs.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=${1:-$root/build}
+shift || true
+cases=("$@")
+[ ${#cases[@]} -eq 0 ] && cases=(mlp:16 mlp:32 mlp:64 res:17 res:34 res:68 res:170 res:340)
+CXX=${CXX:-g++}
+CAP_KB=${CAP_KB:-4194304}  # 4 GiB address-space cap: a blow-up fails fast
+TIMEOUT=${TIMEOUT:-900}
+lib="$build/libctgraph.a"
+[ -f "$lib" ] || cmake --build "$build" --target ctgraph -j 1 >/dev/null
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+flags=(-std=c++20 -O2 -fopenmp -march=native -I"$root/include" -I"$root")
+[ "${CXX##*/}" != "${CXX##*clang}" ] && flags+=(-fconstexpr-steps=2147483647)
+printf "| graph | layers | forward nodes | seconds | peak MiB | result |\n|---|---|---|---|---|---|\n"
+for c in "${cases[@]}"; do
+  kind=${c%%:*}
+  layers=${c##*:}
+  nodes=$((kind == "res" ? 6 * layers : 5 * layers))
+  [ "$kind" = mlp ] && nodes=$((4 * layers + 2))
+  src="$work/$kind$layers.cpp"
+  python3 "$here/gen.py" "$kind" "$layers" >"$src"
+  if (ulimit -v "$CAP_KB"; timeout "$TIMEOUT" /usr/bin/time -f "%e %M" -o "$work/time" \
+      "$CXX" "${flags[@]}" -c "$src" -o "$work/m.o") 2>"$work/err"; then
+    read -r secs kb <"$work/time"
+    "$CXX" -fopenmp "$work/m.o" "$lib" -lfmt -o "$work/m" && res=$("$work/m") || res="run failed"
+    printf "| %s | %s | %s | %s | %s | %s |\n" "$kind" "$layers" "$nodes" "$secs" "$((kb / 1024))" "$res"
+  else
+    printf "| %s | %s | %s | - | - | failed (cap %s MiB / %s s): %s |\n" "$kind" "$layers" "$nodes" \
+      "$((CAP_KB / 1024))" "$TIMEOUT" "$(grep -m1 -E 'error|Killed|memory' "$work/err" | cut -c1-120)"
+  fi
+done

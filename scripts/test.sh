@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# One command: install what is missing, build everything (warnings as errors in CI) and run ctest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extra="-DCTGRAPH_BENCH=OFF"
+[ -n "${CI:-}" ] && extra="$extra -DCTGRAPH_WERROR=ON"
+CMAKE_ARGS="$extra ${CMAKE_ARGS:-}" ./scripts/setup.sh
+ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j "${JOBS:-$(nproc)}"
