@@ -24,8 +24,9 @@ printf "| graph | layers | forward nodes | seconds | peak MiB | result |\n|---|-
 for c in "${cases[@]}"; do
   kind=${c%%:*}
   layers=${c##*:}
-  nodes=$((kind == "res" ? 6 * layers : 5 * layers))
-  [ "$kind" = mlp ] && nodes=$((4 * layers + 2))
+  per_layer=5  # W, b, matmul, add, tanh; a residual layer adds one add
+  [ "$kind" = res ] && per_layer=6
+  nodes=$((per_layer * layers + 1))
   src="$work/$kind$layers.cpp"
   python3 "$here/gen.py" "$kind" "$layers" >"$src"
   if (ulimit -v "$CAP_KB"; timeout "$TIMEOUT" /usr/bin/time -f "%e %M" -o "$work/time" \
