@@ -41,18 +41,18 @@ if command -v gnuplot >/dev/null; then
   awk -F';' '$1 ~ /^attention forward \(/ && $4==1 {split($2,a,"[= ]"); f=$3; gsub(/ /,"_",f); print a[2], $6 > "'"$out"'/attn_" f ".dat"}' "$out/attention.csv"
   peak1=$(awk -F';' '$4==1 {print $7; exit}' "$out/attention.csv")
   gnuplot <<GP
-set terminal svg size 640,400 font "sans,11"
+set terminal svg size 720,420 font "sans,11" noenhanced
 set grid
-set key left top
+set key outside right
 set output "$out/gemm.svg"
 set title "sgemm, square, 1 thread"
 set xlabel "M = N = K"; set ylabel "GFLOP/s"
 set yrange [0:*]
-plot "$out/gemm_ctgraph.dat" w lp lw 2 t "ctgraph", "$out/gemm_openblas.dat" w lp lw 2 t "OpenBLAS", $(awk -F';' '$4==1 {print $7; exit}' "$out/gemm.csv") w l dt 2 t "peak FMA (measured)"
+plot "$out/gemm_ctgraph.dat" w lp lw 2 t "ctgraph", "$out/gemm_openblas.dat" w lp lw 2 t "OpenBLAS", $(awk -F';' '$4==1 {print $7; exit}' "$out/gemm.csv") w l dt 2 t "peak FMA"
 set output "$out/attention.svg"
 set title "attention forward, B=4 H=8 d=64, non-causal, 1 thread"
 set xlabel "N = q_len = kv_len"; set logscale x 2
-plot for [f in "ctgraph_fused ctgraph_unfused torch_naive torch_sdpa"] "$out/attn_".f.".dat" w lp lw 2 t f, $peak1 w l dt 2 t "peak FMA (measured)"
+plot for [f in "ctgraph_fused ctgraph_unfused torch_naive torch_sdpa"] "$out/attn_".f.".dat" w lp lw 2 t f, $peak1 w l dt 2 t "peak FMA"
 GP
 fi
 echo "wrote $md"

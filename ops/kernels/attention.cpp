@@ -328,11 +328,12 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
                                         T(1));
       }
     }
-    if (threads > 1) {
+    const int team = omp_get_num_threads();  // may be fewer than asked for (OMP_DYNAMIC)
+    if (team > 1) {
 #pragma omp for schedule(static)
       for (idx e = 0; e < q_size; ++e) {
         T acc = dq[e];
-        for (int t = 1; t < threads; ++t) acc += dq_extra[(t - 1) * q_size + e];
+        for (int t = 1; t < team; ++t) acc += dq_extra[(t - 1) * q_size + e];
         dq[e] = acc;
       }
     }

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <new>
 
@@ -69,6 +70,9 @@ void pack_a(bool ta, const T* A, idx lda, int i0, int mc, int p0, int kc, T* Ap)
       if (mr < MR)
         for (int p = 0; p < kc; ++p)
           for (int r = mr; r < MR; ++r) Ap[idx(p) * MR + r] = T(0);
+    } else if (mr == MR) {
+      const T* a = A + idx(p0) * lda + i0 + ir;
+      for (int p = 0; p < kc; ++p, a += lda) std::memcpy(Ap + idx(p) * MR, a, MR * sizeof(T));
     } else {
       for (int p = 0; p < kc; ++p) {
         const T* a = A + idx(p0 + p) * lda + i0 + ir;
