@@ -4,8 +4,8 @@
 //   for jc (NC columns): for pc (KC deep): pack B (KC x NC) into NR panels   -> L3
 //     for ic (MC rows): pack A (MC x KC) into MR panels                      -> L2
 //       macro kernel: for jr (NR): for ir (MR): micro-kernel (MR x NR tile)  -> registers, B panel in L1
-// Threads: C is cut into a grid of tm x tn blocks (tm * tn = threads), each thread runs the loop nest
-// on its own block with its own pack buffers: no barriers, and the redundant packing (each thread
+// Threads: C is cut into a grid of blocks (about 4 per thread, scheduled dynamically); each block runs
+// the loop nest with its thread's own pack buffers: no barriers, and the redundant packing (each block
 // packs the part of A or B it reads) costs O((m + n) k) against O(m n k) of arithmetic.
 #include <omp.h>
 
@@ -138,25 +138,26 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, 
     gemm_block(g, 0, M, 0, N, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  // Grid tm x tn minimising the tiles of the busiest thread, then the packing (rows + columns per thread).
-  int tm = 1, tn = threads;
+  // C is cut into a grid of tm x tn chunks, about 4 per thread, handed out dynamically: a thread that
+  // loses its core for a while (a busy machine) delays one chunk, not half the product. The grid
+  // minimises the tiles of the busiest thread, then the packing (rows + columns per chunk).
+  const int target = std::min(4 * threads, mt * nt);
+  int tm = 1, tn = target;
   double best = 1e300;
-  for (int a = 1; a <= threads; ++a) {
-    if (threads % a) continue;
-    const int b = threads / a;
-    const double rows = double((mt + a - 1) / a), cols = double((nt + b - 1) / b);
-    const double cost = rows * cols * MR * NR + 0.5 * (rows * MR + cols * NR);
+  for (int a = 1; a <= std::min(mt, target); ++a) {
+    const int b = std::min(nt, (target + a - 1) / a);
+    if (a * b < target) continue;
+    const int rows = (mt + a - 1) / a, cols = (nt + b - 1) / b;
+    const double rounds = double((a * b + threads - 1) / threads);
+    const double cost = rounds * (double(rows) * cols * MR * NR + 0.5 * (rows * MR + cols * NR));
     if (cost < best) best = cost, tm = a, tn = b;
   }
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num();
-    if (t < tm * tn) {
-      const int im = t / tn, in = t % tn;
-      const int m0 = std::min(M, split(mt, tm, im) * MR), m1 = std::min(M, split(mt, tm, im + 1) * MR);
-      const int n0 = std::min(N, split(nt, tn, in) * NR), n1 = std::min(N, split(nt, tn, in + 1) * NR);
-      if (m0 < m1 && n0 < n1) gemm_block(g, m0, m1, n0, n1, alpha, A, lda, B, ldb, beta, C, ldc);
-    }
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+  for (int chunk = 0; chunk < tm * tn; ++chunk) {
+    const int im = chunk / tn, in = chunk % tn;
+    const int m0 = std::min(M, split(mt, tm, im) * MR), m1 = std::min(M, split(mt, tm, im + 1) * MR);
+    const int n0 = std::min(N, split(nt, tn, in) * NR), n1 = std::min(N, split(nt, tn, in + 1) * NR);
+    if (m0 < m1 && n0 < n1) gemm_block(g, m0, m1, n0, n1, alpha, A, lda, B, ldb, beta, C, ldc);
   }
 }
 
