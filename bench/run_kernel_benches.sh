@@ -11,10 +11,14 @@ cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCTGRAPH_BENCH=ON >/dev/
 cmake --build "$build" -j1 --target bench_gemm bench_attention bench_attention_memory
 mkdir -p "$out"
 md="$out/kernels.md"
+# Idle OpenMP workers sleep instead of spinning (libgomp's default spins, then sleeps): on a machine
+# where another process holds a core, a spinning-then-sleeping worker wakes a scheduler slice late
+# (~8 ms) at every parallel region. libtorch uses the same libgomp; OpenBLAS uses its own pthreads.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 {
   echo "Machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores;" \
     "SIMD: $(grep -q avx512f /proc/cpuinfo && echo AVX-512 || (grep -q avx2 /proc/cpuinfo && echo AVX2+FMA, 256-bit || echo SSE))."
-  echo "Compiler: $(${CXX:-c++} --version | head -1). Date: $(date -u +%Y-%m-%d)."
+  echo "Compiler: $(${CXX:-c++} --version | head -1). OMP_WAIT_POLICY=$OMP_WAIT_POLICY. Date: $(date -u +%Y-%m-%d)."
 } >"$md"
 
 # Each case keeps its best repetition (GEMM_ARGS / ATTENTION_ARGS override, e.g. a --benchmark_filter).
