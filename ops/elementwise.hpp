@@ -245,8 +245,11 @@ constexpr auto sqrt(expression auto x) { return make_node<sqrt_op>(x); }
 /// broadcast_to<dims...>(x): x repeated along broadcast axes (NumPy rules).
 template <int... D>
 constexpr auto broadcast_to(expression auto x) {
-  attr_t a = attr_shape(make_shape<D...>());
-  a.i[0] = 1;
+  constexpr attr_t a = [] {
+    attr_t r = attr_shape(make_shape<D...>());
+    r.i[0] = 1;
+    return r;
+  }();
   return make_node<broadcast_op, a>(x);
 }
 
