@@ -39,7 +39,7 @@ using element_t = std::conditional_t<D == dtype::f32, float, std::conditional_t<
 inline void run_kernel(const exec_ctx& c, const kernel_step& k) {
   auto call = [&]<class T>(T*) {
     T* out = resolve<T>(c, k.out);
-    if (k.op == &constant_info) {
+    if (k.op->is_constant) {
       const T v = static_cast<T>(k.a.value());
       for (long i = 0; i < k.out_shape.size(); ++i) out[i] = v;
       return;

@@ -55,6 +55,25 @@ void elementwise_array(T* __restrict out, const T* a, int sa, const T* b, int sb
     for (long i = 0; i < n; ++i) out[i] = Op::scalar(a[0], b[0]);
 }
 
+/// Gathers an op struct's run-time parts (its kernels) into one constant table.
+template <class Op>
+consteval op_runtime make_op_runtime() {
+  op_runtime r;
+  r.name = Op::name;
+  if constexpr (requires { &Op::template scalar<float>; }) {
+    r.array_f32 = &elementwise_array<Op, float>;
+    r.array_f64 = &elementwise_array<Op, double>;
+  }
+  if constexpr (requires { &Op::template forward<float>; }) {
+    r.fwd_f32 = &forward_entry<Op, float>;
+    r.fwd_f64 = &forward_entry<Op, double>;
+  }
+  if constexpr (requires { Op::flops; }) r.flops = Op::flops;
+  return r;
+}
+template <class Op>
+inline constexpr op_runtime op_runtime_of = make_op_runtime<Op>();
+
 /// Gathers an op struct's parts (see ops/) into its op_info.
 template <class Op>
 consteval op_info make_op_info() {
@@ -62,17 +81,9 @@ consteval op_info make_op_info() {
   i.name = Op::name;
   i.cls = Op::cls;
   i.infer = &Op::infer;
-  if constexpr (requires { &Op::template scalar<float>; }) {
-    i.array_f32 = &elementwise_array<Op, float>;
-    i.array_f64 = &elementwise_array<Op, double>;
-  }
-  if constexpr (requires { &Op::template forward<float>; }) {
-    i.fwd_f32 = &forward_entry<Op, float>;
-    i.fwd_f64 = &forward_entry<Op, double>;
-  }
   if constexpr (requires { &Op::vjp; }) i.vjp = &Op::vjp;
   if constexpr (requires { &Op::int_bound; }) i.int_bound = &Op::int_bound;
-  if constexpr (requires { Op::flops; }) i.flops = Op::flops;
+  i.rt = &op_runtime_of<Op>;
   return i;
 }
 template <class Op>

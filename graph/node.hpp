@@ -33,19 +33,28 @@ struct run_args {
 
 struct vjp_ctx;
 
+/// What a step needs of its op at run time: the kernels. Plans point at these only, so
+/// the compile-time parts below (shape rule, vector-Jacobian rule) are never emitted.
+struct op_runtime {
+  const char* name = "";
+  bool is_constant = false;
+  // Kernel ops.
+  void (*fwd_f32)(const run_args<float>&) = nullptr;
+  void (*fwd_f64)(const run_args<double>&) = nullptr;
+  // Elementwise ops: out[i] = f(a[i * sa], b[i * sb]) over n elements (strides 0 or 1).
+  void (*array_f32)(float*, const float*, int, const float*, int, long) = nullptr;
+  void (*array_f64)(double*, const double*, int, const double*, int, long) = nullptr;
+  double flops = 1;  // per output element, for summaries
+};
+
 /// An op's behaviour, gathered from its struct (see ops/) into one constant table.
 struct op_info {
   const char* name = "";
   op_class cls = op_class::kernel;
   shape_result (*infer)(const attr_t&, const shape*, int) = nullptr;
-  // Elementwise ops: out[i] = f(a[i * sa], b[i * sb]) over n elements (strides 0 or 1).
-  void (*array_f32)(float*, const float*, int, const float*, int, long) = nullptr;
-  void (*array_f64)(double*, const double*, int, const double*, int, long) = nullptr;
-  void (*fwd_f32)(const run_args<float>&) = nullptr;  // kernel ops
-  void (*fwd_f64)(const run_args<double>&) = nullptr;
   void (*vjp)(vjp_ctx&) = nullptr;                                 // nullptr: no gradient flows through
   int (*int_bound)(const attr_t&, const shape*, int k) = nullptr;  // operand k is int ids in [0, bound)
-  double flops = 1;                                                // per output element, for summaries
+  const op_runtime* rt = nullptr;
 };
 
 struct node {
@@ -80,7 +89,8 @@ constexpr std::uint64_t node_hash(const node& n, const std::uint64_t* operand_ha
 // Graph-level ops: leaves, constants and the grad marker. Every other op lives in ops/.
 inline constexpr op_info input_info{.name = "input", .cls = op_class::input};
 inline constexpr op_info param_info{.name = "param", .cls = op_class::param};
-inline constexpr op_info constant_info{.name = "constant", .cls = op_class::constant};
+inline constexpr op_runtime constant_runtime{.name = "constant", .is_constant = true};
+inline constexpr op_info constant_info{.name = "constant", .cls = op_class::constant, .rt = &constant_runtime};
 inline constexpr op_info grad_info{.name = "grad", .cls = op_class::grad};
 
 /// The graph under construction. emit() hash-conses: a node equal to an existing one

@@ -20,7 +20,7 @@ struct loc {
 
 /// A kernel call (or the fill of a materialised constant).
 struct kernel_step {
-  const op_info* op = nullptr;
+  const op_runtime* op = nullptr;
   dtype type = dtype::f32;
   attr_t a;
   loc out;
@@ -36,7 +36,7 @@ inline constexpr int max_sources = 8;
 /// One instruction of a fused elementwise loop; an operand k >= 0 is instruction k's
 /// value, k < 0 is source -k-1.
 struct ew_instr {
-  const op_info* op = nullptr;
+  const op_runtime* op = nullptr;
   int a = 0, b = 0;
 };
 struct ew_source {
@@ -276,7 +276,7 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs) {
         for (int x : ids) done |= x == m;
         if (done) continue;
         ew_instr ins;
-        ins.op = md.op;
+        ins.op = md.op->rt;
         int opnd[2] = {0, 0};
         for (int k = 0; k < md.n_in && k < 2; ++k) {
           int i = md.in[k];
@@ -319,7 +319,7 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs) {
     } else {
       p.order.push_back({false, static_cast<int>(p.kernels.size())});
       kernel_step& k = p.kernels.emplace_back();
-      k.op = nd.op;
+      k.op = nd.op->rt;
       k.type = nd.type;
       k.a = nd.a;
       k.out = where[n];
