@@ -61,19 +61,30 @@ void gemm_block(const gemm_args& g, int m0, int m1, int n0, int n1, T alpha, con
   T* Ap = a_buf.get(std::size_t(bs::MC + MR) * bs::KC);
   T* Bp = b_buf.get(std::size_t(bs::NC + NR) * bs::KC);
   if (m1 - m0 <= bs::MC) {
-    // Few rows (e.g. a batch of 32): B would be packed for a single pass over A, so pack it one NR panel
-    // at a time, right before the micro-kernels that use it, while the panel is hot in L1.
+    // Few rows (e.g. a batch of 32): B would be packed for a single pass over A, so pack it a few NR
+    // panels at a time, right before the micro-kernels that use them, while they are hot in cache.
     const int mc = m1 - m0;
     for (int pc = 0; pc < g.K; pc += bs::KC) {
       const int kc = std::min(bs::KC, g.K - pc);
       const T b_eff = pc == 0 ? beta : T(1);
-      blocks::pack_a(g.ta, A, lda, m0, mc, pc, kc, Ap);
-      for (int jr = n0; jr < n1; jr += NR) {
-        const int nr = std::min(NR, n1 - jr);
-        blocks::pack_b(g.tb, B, ldb, pc, kc, jr, nr, Bp);
-        for (int ir = 0; ir < mc; ir += MR)
-          blocks::micro_kernel<T, true>(kc, Ap + idx(ir / MR) * kc * MR, 1, MR, Bp, C + idx(m0 + ir) * ldc + jr, ldc,
-                                        alpha, b_eff, std::min(MR, mc - ir), nr);
+      // A row-major: the micro-kernel broadcasts from its rows in place (packing would cost as much as
+      // it saves at this size); A transposed: packed.
+      if (g.ta) blocks::pack_a(g.ta, A, lda, m0, mc, pc, kc, Ap);
+      constexpr int group = 4;  // panels packed per pass over B's rows
+      for (int jg = n0; jg < n1; jg += group * NR) {
+        blocks::pack_b(g.tb, B, ldb, pc, kc, jg, std::min(group * NR, n1 - jg), Bp);
+        for (int jr = jg; jr < std::min(n1, jg + group * NR); jr += NR) {
+          const int nr = std::min(NR, n1 - jr);
+          const T* bp = Bp + idx((jr - jg) / NR) * kc * NR;
+          for (int ir = 0; ir < mc; ir += MR) {
+            T* c = C + idx(m0 + ir) * ldc + jr;
+            const int mr = std::min(MR, mc - ir);
+            if (g.ta)
+              blocks::micro_kernel<T, true>(kc, Ap + idx(ir / MR) * kc * MR, 1, MR, bp, c, ldc, alpha, b_eff, mr, nr);
+            else
+              blocks::micro_kernel<T, false>(kc, A + idx(m0 + ir) * lda + pc, lda, 1, bp, c, ldc, alpha, b_eff, mr, nr);
+          }
+        }
       }
     }
     return;

@@ -91,16 +91,28 @@ template <class T>
 void pack_b(bool tb, const T* B, idx ldb, int p0, int kc, int j0, int nc, T* Bp, idx panel_stride = -1) {
   constexpr int NR = tile<T>::NR;
   if (panel_stride < 0) panel_stride = idx(kc) * NR;
+  if (!tb) {  // full panels, 8 at a time: one pass over each row of B serves 8 panels (fewer TLB misses)
+    constexpr int G = 8;
+    const int full = nc / NR;
+    for (int g0 = 0; g0 < full; g0 += G) {
+      const int g1 = std::min(full, g0 + G);
+      for (int p = 0; p < kc; ++p) {
+        const T* b = B + idx(p0 + p) * ldb + j0;
+        for (int jp = g0; jp < g1; ++jp) {
+          T* d = Bp + jp * panel_stride + idx(p) * NR;
+          simd::storeu(d, simd::loadu(b + jp * NR));
+          simd::storeu(d + tile<T>::W, simd::loadu(b + jp * NR + tile<T>::W));
+        }
+      }
+    }
+    Bp += full * panel_stride;
+    j0 += full * NR;
+    nc -= full * NR;
+  }
   for (int jr = 0; jr < nc; jr += NR, Bp += panel_stride) {
     const int nr = std::min(NR, nc - jr);
     if (!tb) {
-      if (nr == NR) {
-        for (int p = 0; p < kc; ++p) {
-          const T* b = B + idx(p0 + p) * ldb + j0 + jr;
-          simd::storeu(Bp + idx(p) * NR, simd::loadu(b));
-          simd::storeu(Bp + idx(p) * NR + tile<T>::W, simd::loadu(b + tile<T>::W));
-        }
-      } else {
+      {
         for (int p = 0; p < kc; ++p) {
           const T* b = B + idx(p0 + p) * ldb + j0 + jr;
           T* d = Bp + idx(p) * NR;
