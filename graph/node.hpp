@@ -91,7 +91,10 @@ inline constexpr op_info input_info{.name = "input", .cls = op_class::input};
 inline constexpr op_info param_info{.name = "param", .cls = op_class::param};
 inline constexpr op_runtime constant_runtime{.name = "constant", .is_constant = true};
 inline constexpr op_info constant_info{.name = "constant", .cls = op_class::constant, .rt = &constant_runtime};
-inline constexpr op_info grad_info{.name = "grad", .cls = op_class::grad};
+inline constexpr op_info grad_info{
+    .name = "grad", .cls = op_class::grad, .infer = [](const attr_t&, const shape* in, int) {
+      return shape_result{true, in[1]};
+    }};
 
 /// The graph under construction. emit() hash-conses: a node equal to an existing one
 /// (same op, type, shape, attributes and operand ids) returns the existing id, so

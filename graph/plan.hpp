@@ -366,12 +366,8 @@ constexpr fixed_plan<Z> fix(const dyn_plan& p) {
   return f;
 }
 
-/// Everything compile() does to a list of output expressions, as one constant evaluation.
-template <class... Outs>
-constexpr dyn_plan analyse(const op_info* add) {
-  builder b0;
-  desc_map seen;
-  std::vector<int> outs0{flatten(b0, seen, &Outs::desc)...};
+/// What compile() does after flattening: gradients resolved, then the plan.
+constexpr dyn_plan plan_graph(const builder& b0, const std::vector<int>& outs0, const op_info* add) {
   std::vector<int> remap;
   builder b = resolve_grads(b0, remap, add);
   std::vector<int> outs;

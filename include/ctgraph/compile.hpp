@@ -9,7 +9,6 @@
 #include <ranges>
 #include <stdexcept>
 #include <string>
-#include <tuple>
 
 #include "graph/exec.hpp"
 #include "ops/all.hpp"
@@ -22,9 +21,14 @@ namespace ctgraph {
 template <class Y>
 void grad_needs_a_scalar_output(auto) = delete;
 
+/// The gradients of scalar Y with respect to each X, as one compile() argument. One type
+/// for them all keeps type names short: y appears once, not once per x.
+template <class Y, class... X>
+struct grads {};
+
 /// grad(y, x): the gradient of scalar y with respect to x (a param or input), as an
-/// expression. With several x, a std::tuple of them. compile() derives all gradients of
-/// one y in a single reverse sweep.
+/// expression. With several x, a cg::grads<Y, X...> to pass to compile(); `out[grad(y, x)]`
+/// then finds each. compile() derives all gradients of one y in a single reverse sweep.
 template <expression Y, expression... X>
 constexpr auto grad(Y, X...) {
   static_assert(sizeof...(X) > 0, "ctgraph: grad(y, x...) needs at least one x");
@@ -33,7 +37,7 @@ constexpr auto grad(Y, X...) {
   } else if constexpr (sizeof...(X) == 1) {
     return grad_expr<Y, X...>{};
   } else {
-    return std::tuple<grad_expr<Y, X>...>{};
+    return grads<Y, X...>{};
   }
 }
 
@@ -44,56 +48,85 @@ struct type_list {};
 
 namespace detail {
 template <class T>
-struct outputs_of {
-  using type = type_list<T>;
-};
-template <class... T>
-struct outputs_of<std::tuple<T...>> {
-  using type = type_list<T...>;
-};
-template <class... L>
-struct concat_lists;
-template <>
-struct concat_lists<> {
-  using type = type_list<>;
-};
-template <class... A>
-struct concat_lists<type_list<A...>> {
-  using type = type_list<A...>;
-};
-template <class... A, class... B, class... R>
-struct concat_lists<type_list<A...>, type_list<B...>, R...> {
-  using type = typename concat_lists<type_list<A..., B...>, R...>::type;
-};
+struct is_grads : std::false_type {};
+template <class Y, class... X>
+struct is_grads<grads<Y, X...>> : std::true_type {};
+
+// Appends the output ids of one compile() argument: an expression, or grads<Y, X...>.
+template <class O>
+constexpr void flatten_output(builder& b, desc_map& seen, std::vector<int>& outs) {
+  if constexpr (is_grads<O>::value) {
+    [&]<class Y, class... X>(grads<Y, X...>*) {
+      const int y = flatten(b, seen, &Y::desc);
+      ((outs.push_back(b.make(&grad_info, {}, {y, flatten(b, seen, &X::desc)}, static_cast<int>(X::desc.type)))), ...);
+    }(static_cast<O*>(nullptr));
+  } else {
+    outs.push_back(flatten(b, seen, &O::desc));
+  }
+}
+template <class O>
+constexpr std::size_t output_count() {
+  if constexpr (is_grads<O>::value)
+    return []<class Y, class... X>(grads<Y, X...>*) { return sizeof...(X); }(static_cast<O*>(nullptr));
+  else
+    return 1;
+}
+// Index of E within one compile() argument O (an expression or grads<Y, X...>), or -1.
+template <class E, class O>
+constexpr int index_within() {
+  if constexpr (is_grads<O>::value) {
+    return []<class Y, class... X>(grads<Y, X...>*) {
+      constexpr bool same[] = {std::is_same_v<E, grad_expr<Y, X>>...};
+      for (std::size_t k = 0; k < sizeof...(X); ++k)
+        if (same[k]) return static_cast<int>(k);
+      return -1;
+    }(static_cast<O*>(nullptr));
+  } else {
+    return std::is_same_v<E, O> ? 0 : -1;
+  }
+}
+// Position of expression E among the outputs of compile(O...), or -1.
+template <class E, class... O>
+constexpr int output_position() {
+  constexpr int at[] = {index_within<E, O>()...};
+  constexpr std::size_t count[] = {output_count<O>()...};
+  int pos = 0;
+  for (std::size_t k = 0; k < sizeof...(O); ++k) {
+    if (at[k] >= 0) return pos + at[k];
+    pos += static_cast<int>(count[k]);
+  }
+  return -1;
+}
+/// Flattens compile()'s arguments and plans the graph.
+template <class... Outs>
+constexpr dyn_plan analyse() {
+  builder b0;
+  desc_map seen;
+  std::vector<int> outs;
+  (flatten_output<Outs>(b0, seen, outs), ...);
+  return plan_graph(b0, outs, &op_info_of<add_op>);
+}
 }  // namespace detail
 
 /// A compiled graph: its plan, computed once per list of outputs.
 template <class... Outs>
 struct program {
   static constexpr plan_sizes sizes = [] {
-    dyn_plan p = analyse<Outs...>(&op_info_of<add_op>);
+    dyn_plan p = detail::analyse<Outs...>();
     return plan_sizes{p.kernels.size(), p.fused.size(),  p.order.size(),
                       p.inputs.size(),  p.params.size(), p.outputs.size()};
   }();
-  static constexpr fixed_plan<sizes> plan = fix<sizes>(analyse<Outs...>(&op_info_of<add_op>));
+  static constexpr fixed_plan<sizes> plan = fix<sizes>(detail::analyse<Outs...>());
   static_assert(plan.error != plan_error::duplicate_name,
                 "ctgraph: two different leaves (inputs or params) share one name");
 
   template <class E>
   static constexpr int output_index() {
-    int i = 0, found = -1;
-    ((std::is_same_v<E, Outs>&& found < 0 ? found = i : 0, ++i), ...);
-    return found;
+    return detail::output_position<E, Outs...>();
   }
 };
 
 namespace detail {
-template <class L>
-struct program_of;
-template <class... O>
-struct program_of<type_list<O...>> {
-  using type = program<O...>;
-};
 template <const char* S>
 consteval std::size_t cstr_len() {
   std::size_t n = 0;
@@ -414,13 +447,13 @@ class results {
   const Step* s_;
 };
 
-/// compile(outputs...): plans the graph of the given expressions (and tuples of them, as
-/// grad returns) once, at compile time, and returns a step ready to run.
+/// compile(outputs...): plans the graph of the given expressions (and the cg::grads that
+/// grad(y, x1, x2, ...) returns) once, at compile time, and returns a step ready to run.
 template <class... O>
 auto compile(O...) {
-  using P =
-      typename detail::program_of<typename detail::concat_lists<typename detail::outputs_of<O>::type...>::type>::type;
-  return step<P>();
+  static_assert(((expression<O> || detail::is_grads<O>::value) && ...),
+                "ctgraph: compile(outputs...) takes expressions and the results of grad()");
+  return step<program<O...>>();
 }
 
 /// The parameter set a step's graph uses, zero-initialised; see init().
