@@ -1,0 +1,166 @@
+// Reverse mode at compile time: grad of grad (a Hessian-vector product of an MLP against
+// finite differences of its gradient, third derivatives by hand), fan-out and weight
+// sharing, gradients of leaves the loss does not reach, several leaves in one sweep.
+#include <array>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "gradcheck.hpp"
+#include "testing.hpp"
+
+namespace cg = ctgraph;
+using namespace cg::literals;
+using ctgraph_test::expect_values;
+using ctgraph_test::gradcheck;
+using ctgraph_test::gradcheck_options;
+using ctgraph_test::probe;
+
+namespace {
+constexpr auto x = cg::input<"x", double, 6, 4>;
+constexpr auto y = cg::input<"y", int, 6>;
+constexpr auto W1 = cg::param<"W1", double, 4, 5>;
+constexpr auto b1 = cg::param<"b1", double, 5>;
+constexpr auto W2 = cg::param<"W2", double, 3, 5>;
+constexpr auto mlp_loss =
+    cg::cross_entropy(cg::matmul(cg::tanh(cg::matmul(x, W1) + b1), cg::transpose(W2)), y) + 0.1_c * cg::sum(W1 * W1);
+// v: the direction of the Hessian-vector product, W1's shape.
+constexpr auto v = cg::input<"v", double, 4, 5>;
+constexpr auto gW1 = cg::grad(mlp_loss, W1);
+constexpr auto gv = cg::sum(gW1 * v);  // <grad, v>
+constexpr auto hv = cg::grad(gv, W1);  // H v
+constexpr auto hv_b1 = cg::grad(gv, b1);
+
+std::vector<double> random_values(std::size_t n, unsigned seed, double lo = -1, double hi = 1) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<double> u(lo, hi);
+  std::vector<double> r(n);
+  for (auto& e : r) e = u(gen);
+  return r;
+}
+}  // namespace
+
+TEST_CASE("grad of grad: Hessian-vector product of an MLP against differences of the gradient", "[autodiff][hvp]") {
+  auto step = cg::compile(gW1, hv, hv_b1);
+  auto params = cg::parameters_of(step);
+  auto fill = [&](auto view, unsigned seed) {
+    auto r = random_values(view.size(), seed);
+    std::copy(r.begin(), r.end(), view.begin());
+  };
+  fill(params.get<"W1">(), 1);
+  fill(params.get<"b1">(), 2);
+  fill(params.get<"W2">(), 3);
+  const auto xs = random_values(24, 4), vs = random_values(20, 5);
+  const std::array<int, 6> ys{0, 1, 2, 2, 1, 0};
+  auto run = [&] { return step.run(params, cg::feed<"x">(xs), cg::feed<"y">(ys), cg::feed<"v">(vs)); };
+  auto out = run();
+  const std::vector<double> hvv(out[hv].begin(), out[hv].end());
+  const std::vector<double> hvb(out[hv_b1].begin(), out[hv_b1].end());
+  // (grad(W1 + h v) - grad(W1 - h v)) / 2h along v, for d/dW1 and d/db1 of <grad_W1, v>...
+  // H v for W1 is the directional derivative of grad_W1; for b1 it is that of grad_b1,
+  // which grad(<grad_W1, v>, b1) equals by symmetry of the Hessian.
+  auto gb_step = cg::compile(cg::grad(mlp_loss, b1));
+  const double h = 1e-5;
+  auto w = params.get<"W1">();
+  std::vector<double> gp(20), gm(20), bp(5), bm(5);
+  for (int s : {1, -1}) {
+    for (std::size_t i = 0; i < 20; ++i) w.data()[i] += s * h * vs[i];
+    auto o = run();
+    std::copy(o[gW1].begin(), o[gW1].end(), (s > 0 ? gp : gm).begin());
+    auto ob = gb_step.run(params, cg::feed<"x">(xs), cg::feed<"y">(ys));
+    std::copy(ob[cg::grad(mlp_loss, b1)].begin(), ob[cg::grad(mlp_loss, b1)].end(), (s > 0 ? bp : bm).begin());
+    for (std::size_t i = 0; i < 20; ++i) w.data()[i] -= s * h * vs[i];
+  }
+  double worst = 0;
+  for (std::size_t i = 0; i < 20; ++i) {
+    const double n = (gp[i] - gm[i]) / (2 * h);
+    worst = std::max(worst, std::abs(hvv[i] - n) / std::max({std::abs(hvv[i]), std::abs(n), 1e-3}));
+  }
+  for (std::size_t i = 0; i < 5; ++i) {
+    const double n = (bp[i] - bm[i]) / (2 * h);
+    worst = std::max(worst, std::abs(hvb[i] - n) / std::max({std::abs(hvb[i]), std::abs(n), 1e-3}));
+  }
+  INFO("max relative error of H v against differences of the gradient (floor 1e-3)");
+  CHECK(worst <= 1e-6);
+  // Not trivially zero: the product is a real second derivative.
+  double norm = 0;
+  for (double e : hvv) norm += e * e;
+  CHECK(norm > 1e-3);
+}
+
+TEST_CASE("grad of grad: <grad, v> checked by the gradient checker", "[autodiff][hvp]") {
+  gradcheck("d<grad_W1(loss), v> / d(W1, b1, W2)", gv, W1, b1, W2);
+}
+
+TEST_CASE("grad of grad of grad: derivatives of sum(x^3) by hand", "[autodiff][forward]") {
+  constexpr auto p = cg::input<"p", double, 4>;
+  constexpr auto f = cg::sum(p * p * p);
+  constexpr auto d1 = cg::grad(f, p);                          // 3 p^2
+  constexpr auto d2 = cg::grad(cg::sum(d1), p);                // 6 p
+  constexpr auto d3 = cg::grad(cg::sum(d2), p);                // 6
+  constexpr auto d4 = cg::grad(cg::sum(d3), p);                // 0
+  constexpr auto e1 = cg::grad(cg::sum(cg::exp(p * 2_c)), p);  // 2 exp(2p)
+  constexpr auto e2 = cg::grad(cg::sum(e1), p);                // 4 exp(2p)
+  auto step = cg::compile(f, d1, d2, d3, d4, e2);
+  auto params = cg::parameters_of(step);
+  const std::array<double, 4> pv{1, -2, 0.5, 3};
+  auto out = step.run(params, cg::feed<"p">(pv));
+  CHECK(static_cast<double>(out[f]) == 1 - 8 + 0.125 + 27);
+  expect_values(out[d1], {3, 12, 0.75, 27});
+  expect_values(out[d2], {6, -12, 3, 18});
+  expect_values(out[d3], {6, 6, 6, 6});
+  expect_values(out[d4], {0, 0, 0, 0});
+  expect_values(out[e2], {4 * std::exp(2.0), 4 * std::exp(-4.0), 4 * std::exp(1.0), 4 * std::exp(6.0)}, 1e-12);
+}
+
+TEST_CASE("fan-out sums adjoints: weight sharing across residual layers", "[autodiff][grad]") {
+  constexpr auto h0 = cg::input<"h0", double, 3, 4>;
+  constexpr auto W = cg::param<"W", double, 4, 4>;
+  constexpr auto b = cg::param<"b", double, 4>;
+  constexpr auto h1 = cg::tanh(cg::matmul(h0, W) + b) + h0;
+  constexpr auto h2 = cg::tanh(cg::matmul(h1, W) + b) + h1;
+  constexpr auto h3 = cg::tanh(cg::matmul(h2, W) + b) + h2;
+  gradcheck("three residual layers sharing W, b", probe(h3 * h1), h0, W, b);
+}
+
+TEST_CASE("gradients of leaves the loss does not reach are zero; unused branches cost nothing", "[autodiff]") {
+  constexpr auto a = cg::input<"a", double, 2, 3>;
+  constexpr auto W = cg::param<"W", double, 3, 2>;
+  constexpr auto U = cg::param<"U", double, 3, 2>;  // not in the loss
+  constexpr auto loss = cg::sum(cg::tanh(cg::matmul(a, W)));
+  auto step_w = cg::compile(loss, cg::grad(loss, W));
+  auto step_wa = cg::compile(loss, cg::grad(loss, W), cg::grad(loss, a));
+  auto step_wu = cg::compile(loss, cg::grad(loss, W), cg::grad(loss, U));
+  // The adjoint of input a is only computed when asked for.
+  CHECK(step_wa.num_steps() > step_w.num_steps());
+  // grad w.r.t. U: zeros, at the cost of one fill.
+  CHECK(step_wu.num_steps() <= step_w.num_steps() + 1);
+  auto params = cg::parameters_of(step_wu);
+  cg::init(params, 3);
+  const std::array<double, 6> av{1, 2, 3, 4, 5, 6};
+  auto out = step_wu.run(params, cg::feed<"a">(av));
+  expect_values(out[cg::grad(loss, U)], {0, 0, 0, 0, 0, 0});
+  double n = 0;
+  for (double e : out[cg::grad(loss, W)]) n += std::abs(e);
+  CHECK(n > 0);
+}
+
+TEST_CASE("grad(y, a, b, c) in one compile equals separate gradients", "[autodiff]") {
+  constexpr auto a = cg::input<"a", double, 2, 3>;
+  constexpr auto W = cg::param<"W", double, 3, 2>;
+  constexpr auto c = cg::param<"c", double, 2>;
+  constexpr auto loss = cg::sum(cg::sigmoid(cg::matmul(a, W) + c) * cg::matmul(a, W));
+  auto together = cg::compile(loss, cg::grad(loss, a, W, c));
+  auto only_w = cg::compile(cg::grad(loss, W));
+  auto params = cg::parameters_of(together);
+  cg::init(params, 9);
+  params.get<"c">()(1) = 0.25;
+  const std::array<double, 6> av{0.1, -0.2, 0.3, 0.4, -0.5, 0.6};
+  auto o1 = together.run(params, cg::feed<"a">(av));
+  auto o2 = only_w.run(params, cg::feed<"a">(av));
+  auto g1 = o1[cg::grad(loss, W)];
+  auto g2 = o2[cg::grad(loss, W)];
+  REQUIRE(g1.size() == 6);
+  for (std::size_t i = 0; i < 6; ++i) CHECK(g1[i] == Approx(g2[i]).epsilon(1e-14));
+  gradcheck("sum(sigmoid(aW + c) * aW)", loss, a, W, c);
+}
