@@ -4,7 +4,7 @@
 //   for jc (NC columns): for pc (KC deep): pack B (KC x NC) into NR panels   -> L3
 //     for ic (MC rows): pack A (MC x KC) into MR panels                      -> L2
 //       macro kernel: for jr (NR): for ir (MR): micro-kernel (MR x NR tile)  -> registers, B panel in L1
-// Threads: C is cut into a grid of blocks (about 4 per thread, scheduled dynamically); each block runs
+// Threads: C is cut into a grid of blocks (2 per thread, scheduled dynamically); each block runs
 // the loop nest with its thread's own pack buffers: no barriers, and the redundant packing (each block
 // packs the part of A or B it reads) costs O((m + n) k) against O(m n k) of arithmetic.
 #include <omp.h>
@@ -149,10 +149,11 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, 
     gemm_block(g, 0, M, 0, N, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  // C is cut into a grid of tm x tn chunks, about 4 per thread, handed out dynamically: a thread that
-  // loses its core for a while (a busy machine) delays one chunk, not half the product. The grid
-  // minimises the tiles of the busiest thread, then the packing (rows + columns per chunk).
-  const int target = std::min(4 * threads, mt * nt);
+  // C is cut into a grid of tm x tn chunks, 2 per thread, handed out dynamically: a thread that loses
+  // its core for a while (a busy machine) delays one chunk, not half the product. The grid minimises
+  // the work of the busiest thread: its tiles plus its packing (a packed element costs about 4 FMA
+  // lanes' time per tile element).
+  const int target = std::min(2 * threads, mt * nt);
   int tm = 1, tn = target;
   double best = 1e300;
   for (int a = 1; a <= std::min(mt, target); ++a) {
@@ -160,7 +161,7 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, 
     if (a * b < target) continue;
     const int rows = (mt + a - 1) / a, cols = (nt + b - 1) / b;
     const double rounds = double((a * b + threads - 1) / threads);
-    const double cost = rounds * (double(rows) * cols * MR * NR + 0.5 * (rows * MR + cols * NR));
+    const double cost = rounds * (double(rows) * cols * MR * NR + 4.0 * (rows * MR + cols * NR));
     if (cost < best) best = cost, tm = a, tn = b;
   }
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
