@@ -63,13 +63,15 @@ struct attention_shape {
 /// Tiles queries and keys, keeps a running row max and sum, never materialises the score matrix;
 /// writes lse = log-sum-exp of each row of scaled (masked) scores, kept for backward.
 /// A query row that sees no key (causal with q_len > kv_len) gets o = 0 and lse = -inf.
-/// Parallel over batch x heads x query blocks. Extra memory: O(threads * block * head_dim).
+/// Parallel over batch x heads x query blocks. Extra memory: K and V packed once (2 x the size of k),
+/// plus a few tiles per thread; kept by the calling thread for reuse, so repeated calls allocate nothing.
 void attention_forward(const attention_shape&, const float* q, const float* k, const float* v, float* o, float* lse);
 void attention_forward(const attention_shape&, const double* q, const double* k, const double* v, double* o,
                        double* lse);
 
 /// Fused attention backward: recomputes the probabilities from q, k and lse; dq, dk, dv are
-/// overwritten (not accumulated). Memory O(N d).
+/// overwritten (not accumulated). Parallel over batch x heads x key blocks. Extra memory O(N d):
+/// packed copies of k, v, q, dout (about 5 x the size of q for self-attention) and one dq per extra thread.
 /// @pre o and lse come from attention_forward on the same q, k, v and shape
 void attention_backward(const attention_shape&, const float* q, const float* k, const float* v, const float* o,
                         const float* lse, const float* dout, float* dq, float* dk, float* dv);
