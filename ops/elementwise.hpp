@@ -197,7 +197,7 @@ constexpr auto binary(A a, B b) {
 template <class A, class B>
 concept plain_number_operand = (std::is_arithmetic_v<A> && expression<B>) || (expression<A> && std::is_arithmetic_v<B>);
 template <class A>
-constexpr void reject_plain_number() {
+constexpr auto reject_plain_number() {
   static_assert(always_false<A>,
                 "ctgraph: a plain number is a run-time value, but the graph is fixed at compile time: "
                 "write 2.0_c * e (using namespace ctgraph::literals) or ctgraph::constant<2.0> * e");
@@ -219,16 +219,16 @@ constexpr auto operator/(A a, B b) { return detail::binary<div_op>(a, b); }
 
 template <class A, class B>
 requires detail::plain_number_operand<A, B>
-constexpr void operator+(A, B) { detail::reject_plain_number<A>(); }
+constexpr auto operator+(A, B) { detail::reject_plain_number<A>(); }
 template <class A, class B>
 requires detail::plain_number_operand<A, B>
-constexpr void operator-(A, B) { detail::reject_plain_number<A>(); }
+constexpr auto operator-(A, B) { detail::reject_plain_number<A>(); }
 template <class A, class B>
 requires detail::plain_number_operand<A, B>
-constexpr void operator*(A, B) { detail::reject_plain_number<A>(); }
+constexpr auto operator*(A, B) { detail::reject_plain_number<A>(); }
 template <class A, class B>
 requires detail::plain_number_operand<A, B>
-constexpr void operator/(A, B) { detail::reject_plain_number<A>(); }
+constexpr auto operator/(A, B) { detail::reject_plain_number<A>(); }
 
 constexpr auto operator-(expression auto x) { return make_node<neg_op>(x); }
 template <scalar_value V>
