@@ -208,3 +208,21 @@ TEST_CASE("gradcheck reports a wrong derivative", "[gradcheck][!shouldfail]") {
   constexpr auto x = cg::param<"x", double, 2, 2>;
   gradcheck("exp with h = 0.5", gradcheck_options{.lo = 1, .hi = 2, .h = 0.5}, probe(cg::exp(x)), x);
 }
+
+TEST_CASE("elementwise gradients: unary ops on rank 3 and rank 0, after a broadcast", "[elementwise][grad]") {
+  gradcheck_options o;
+  o.lo = 0.25, o.hi = 2.0;  // positive: log and sqrt are defined, relu away from its kink
+  constexpr auto x = cg::param<"x", double, 2, 3, 2>;
+  constexpr auto b = cg::param<"b", double, 2>;
+  constexpr auto s = cg::param<"s", double>;
+  constexpr auto xb = x + b;
+  gradcheck("unary ops of x + b, rank 3", o,
+            probe(cg::exp(xb) + cg::log(xb) + cg::tanh(xb) + cg::sigmoid(xb) + cg::relu(xb) + cg::sqrt(xb) - xb), x, b);
+  gradcheck("unary ops of a scalar", o, cg::exp(s) * cg::log(s) + cg::sqrt(s) * cg::tanh(s) - cg::sigmoid(-s), s);
+}
+
+TEST_CASE("elementwise gradients: one operand on both sides", "[elementwise][grad]") {
+  constexpr auto x = cg::param<"x", double, 3, 4>;
+  gradcheck("x - x + x * x", probe(x - x + x * x), x);
+  gradcheck("x / x * tanh(x)", gradcheck_options{.lo = 0.5, .hi = 2}, probe(x / x * cg::tanh(x)), x);
+}

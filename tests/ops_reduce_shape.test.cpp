@@ -164,3 +164,13 @@ TEST_CASE("shape gradients: slice", "[shape][grad]") {
   gradcheck("slice<-1,1,2>", probe(cg::slice<-1, 1, 2>(x)), x);
   gradcheck("two slices of one tensor", probe(cg::slice<1, 0, 2>(x) * cg::slice<1, 2, 4>(x)), x);
 }
+
+TEST_CASE("shape gradients: rank 4 permute, rank 3 concat, reshape between reductions", "[shape][grad]") {
+  constexpr auto x = cg::param<"x", double, 2, 3, 2, 2>;
+  constexpr auto y = cg::param<"y", double, 2, 1, 2, 2>;
+  gradcheck("permute<0,2,1,3>", probe(cg::permute<0, 2, 1, 3>(x)), x);
+  gradcheck("permute<3,2,1,0> of sigmoid", probe(cg::permute<3, 2, 1, 0>(cg::sigmoid(x))), x);
+  gradcheck("concat<1>(x, y, x) rank 4", probe(cg::concat<1>(x, y, x)), x, y);
+  gradcheck("sum<1>(reshape<6,4>(x), keepdim) * mean<0>(...)",
+            probe(cg::sum<1>(cg::reshape<6, 4>(x), cg::keepdim) * cg::mean<0>(cg::reshape<6, 4>(x))), x);
+}
