@@ -3,6 +3,7 @@
 #   bench/run_kernel_benches.sh [build-dir] [out-dir]
 # Writes <out-dir>/kernels.md (markdown tables), *.csv (raw figures) and, if gnuplot is installed,
 # gemm.svg and attention.svg. Run it on an otherwise idle machine: the 2-thread rows need both cores.
+# On a shared machine, CTGRAPH_BENCH_CLOCK=cpu times the 1-thread rows by the thread's CPU clock.
 set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$src/build-bench}
@@ -18,7 +19,8 @@ export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 {
   echo "Machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores;" \
     "SIMD: $(grep -q avx512f /proc/cpuinfo && echo AVX-512 || (grep -q avx2 /proc/cpuinfo && echo AVX2+FMA, 256-bit || echo SSE))."
-  echo "Compiler: $(${CXX:-c++} --version | head -1). OMP_WAIT_POLICY=$OMP_WAIT_POLICY. Date: $(date -u +%Y-%m-%d)."
+  echo "Compiler: $(${CXX:-c++} --version | head -1). OMP_WAIT_POLICY=$OMP_WAIT_POLICY," \
+    "CTGRAPH_BENCH_CLOCK=${CTGRAPH_BENCH_CLOCK:-real}. Date: $(date -u +%Y-%m-%d)."
 } >"$md"
 
 # Each case keeps its best repetition (GEMM_ARGS / ATTENTION_ARGS override, e.g. a --benchmark_filter).
