@@ -164,3 +164,67 @@ TEST_CASE("grad(y, a, b, c) in one compile equals separate gradients", "[autodif
   for (std::size_t i = 0; i < 6; ++i) CHECK(g1[i] == Approx(g2[i]).epsilon(1e-14));
   gradcheck("sum(sigmoid(aW + c) * aW)", loss, a, W, c);
 }
+
+// ---------------------------------------------------------------- float path
+
+namespace {
+// One graph touching every op family, for element type T.
+template <class T>
+struct every_op {
+  static constexpr auto ids = cg::input<"ids", int, 3, 2>;
+  static constexpr auto labels = cg::input<"labels", int, 3, 2>;
+  static constexpr auto x = cg::input<"fx", T, 3, 2, 4>;
+  static constexpr auto table = cg::param<"table", T, 5, 4>;
+  static constexpr auto W = cg::param<"fW", T, 6, 8>;
+  static constexpr auto b = cg::param<"fb", T, 6>;
+  static constexpr auto e = cg::concat<-1>(cg::embedding(ids, table), cg::tanh(x));  // [3,2,8]
+  static constexpr auto h = cg::matmul(e, cg::transpose(W)) + b;                     // [3,2,6]
+  static constexpr auto r = cg::reshape<3, 2, 6>(cg::permute<1, 0, 2>(h));           // [3,2,6]
+  static constexpr auto s = cg::slice<2, 1, 5>(cg::softmax(h) * cg::sigmoid(r));     // [3,2,4]
+  static constexpr auto logits = cg::slice<-1, 0, 4>(h) + s * 3_c;                   // [3,2,4]
+  static constexpr auto loss =
+      cg::cross_entropy(logits, labels) + cg::mean(cg::sqrt(cg::exp(cg::log_softmax(s)) + 1_c)) +
+      cg::sum(cg::sum<0, 1>(cg::relu(r) / 4_c) * cg::mean<0>(cg::reshape<6, 6>(h))) * 0.01_c + 0.01_c * cg::sum(W * W);
+};
+}  // namespace
+
+TEST_CASE("every op family together: double gradients against finite differences", "[autodiff][grad]") {
+  using G = every_op<double>;
+  gradcheck("every op (double)", G::loss, G::table, G::W, G::b, G::x);
+}
+
+TEST_CASE("every op family together: float gradients agree with double", "[autodiff][float]") {
+  using D = every_op<double>;
+  using F = every_op<float>;
+  auto sd = cg::compile(D::loss, cg::grad(D::loss, D::table, D::W, D::b, D::x));
+  auto sf = cg::compile(F::loss, cg::grad(F::loss, F::table, F::W, F::b, F::x));
+  auto pd = cg::parameters_of(sd);
+  auto pf = cg::parameters_of(sf);
+  cg::init(pd, 21);
+  auto bd = pd.get<"fb">();
+  for (std::size_t i = 0; i < bd.size(); ++i) bd[i] = 0.1 * static_cast<double>(i) - 0.2;
+  // the float set gets the double values, by name
+  pd.for_each([&](std::string_view name, auto data, const cg::shape&) {
+    pf.for_each([&](std::string_view n2, auto d2, const cg::shape&) {
+      if (n2 == name)
+        for (std::size_t i = 0; i < data.size(); ++i) d2[i] = static_cast<float>(data[i]);
+    });
+  });
+  const auto xd = random_values(24, 17);
+  const std::vector<float> xf(xd.begin(), xd.end());
+  const std::array<int, 6> ids{4, 0, 2, 2, 1, 3}, labels{3, 0, 1, 2, 2, 0};
+  auto od = sd.run(pd, cg::feed<"fx">(xd), cg::feed<"ids">(ids), cg::feed<"labels">(labels));
+  auto of = sf.run(pf, cg::feed<"fx">(xf), cg::feed<"ids">(ids), cg::feed<"labels">(labels));
+  CHECK(static_cast<float>(of[F::loss]) == Approx(static_cast<double>(od[D::loss])).epsilon(1e-5));
+  auto compare = [](const char* what, auto f, auto d) {
+    REQUIRE(f.size() == d.size());
+    for (std::size_t i = 0; i < f.size(); ++i) {
+      INFO(what << " element " << i);
+      CHECK(static_cast<double>(f[i]) == Approx(d[i]).epsilon(1e-4).margin(1e-6));
+    }
+  };
+  compare("d/d table", of[cg::grad(F::loss, F::table)], od[cg::grad(D::loss, D::table)]);
+  compare("d/d W", of[cg::grad(F::loss, F::W)], od[cg::grad(D::loss, D::W)]);
+  compare("d/d b", of[cg::grad(F::loss, F::b)], od[cg::grad(D::loss, D::b)]);
+  compare("d/d x", of[cg::grad(F::loss, F::x)], od[cg::grad(D::loss, D::x)]);
+}
