@@ -8,10 +8,11 @@ set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$src/build-bench}
 out=${2:-$build/kernel-results}
+md="$out/kernels.md"
+if [ -z "${PLOTS_ONLY:-}" ]; then  # PLOTS_ONLY=1: redraw the plots from an earlier run's CSV files
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCTGRAPH_BENCH=ON >/dev/null
 cmake --build "$build" -j1 --target bench_gemm bench_attention bench_attention_memory
 mkdir -p "$out"
-md="$out/kernels.md"
 # Idle OpenMP workers sleep instead of spinning (libgomp's default spins, then sleeps): on a machine
 # where another process holds a core, a spinning-then-sleeping worker wakes a scheduler slice late
 # (~8 ms) at every parallel region. libtorch uses the same libgomp; OpenBLAS uses its own pthreads.
@@ -42,6 +43,7 @@ sed -n '/^## attention/,$p' "$out/attention.txt" >>"$md"
   done
   echo '```'
 } >>"$md"
+fi
 
 if command -v gnuplot >/dev/null; then
   # gemm: square fp32, 1 thread; attention: forward, non-causal, 1 thread.
@@ -56,11 +58,11 @@ set output "$out/gemm.svg"
 set title "sgemm, square, 1 thread"
 set xlabel "M = N = K"; set ylabel "GFLOP/s"
 set yrange [0:*]
-plot "$out/gemm_ctgraph.dat" w lp lw 2 t "ctgraph", "$out/gemm_openblas.dat" w lp lw 2 t "OpenBLAS", $(awk -F';' '$4==1 {print $7; exit}' "$out/gemm.csv") w l dt 2 t "peak FMA"
+plot "$out/gemm_ctgraph.dat" w lp lw 2 t "ctgraph", "$out/gemm_openblas.dat" w lp lw 2 t "OpenBLAS", $(awk -F';' '$4==1 {print $7; exit}' "$out/gemm.csv") w l lw 1.5 lc rgb "black" t "peak FMA"
 set output "$out/attention.svg"
 set title "attention forward, B=4 H=8 d=64, non-causal, 1 thread"
 set xlabel "N = q_len = kv_len"; set logscale x 2
-plot for [f in "ctgraph_fused ctgraph_unfused torch_naive torch_sdpa"] "$out/attn_".f.".dat" w lp lw 2 t f, $peak1 w l dt 2 t "peak FMA"
+plot for [f in "ctgraph_fused ctgraph_unfused torch_naive torch_sdpa"] "$out/attn_".f.".dat" w lp lw 2 t f, $peak1 w l lw 1.5 lc rgb "black" t "peak FMA"
 GP
 fi
 echo "wrote $md"
