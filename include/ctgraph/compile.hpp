@@ -43,9 +43,6 @@ constexpr auto grad(Y, X...) {
 
 // ---------------------------------------------------------------- program
 
-template <class... T>
-struct type_list {};
-
 namespace detail {
 template <class T>
 struct is_grads : std::false_type {};
@@ -127,12 +124,6 @@ struct program {
 };
 
 namespace detail {
-template <const char* S>
-consteval std::size_t cstr_len() {
-  std::size_t n = 0;
-  while (S[n]) ++n;
-  return n;
-}
 // A plan's leaf name as a fixed_string, so that diagnostics can print it.
 template <const leaf_entry& E>
 consteval auto name_of() {
