@@ -152,7 +152,10 @@ consteval attr_t reduce_attr() {
   }
   return a;
 }
-template <class E, bool Keep, int... Axes>
+// The operand's type is deduced, never spelled next to the Axes pack: g++ 12 compares an
+// explicitly given type against the argument's type structurally when a pack follows it,
+// which costs time exponential in the depth of a graph with fan-out.
+template <bool Keep, int... Axes, class E>
 constexpr auto sum_impl(E x) {
   return make_node<sum_op, reduce_attr<E::desc.out, Keep, Axes...>()>(x);
 }
@@ -161,11 +164,11 @@ constexpr auto sum_impl(E x) {
 /// sum<axes...>(x): sum over the given axes (all when none; negative counts from the end).
 template <int... Axes>
 constexpr auto sum(expression auto x) {
-  return detail::sum_impl<decltype(x), false, Axes...>(x);
+  return detail::sum_impl<false, Axes...>(x);
 }
 template <int... Axes>
 constexpr auto sum(expression auto x, keepdim_t) {
-  return detail::sum_impl<decltype(x), true, Axes...>(x);
+  return detail::sum_impl<true, Axes...>(x);
 }
 /// mean<axes...>(x): sum divided by the number of summed elements.
 template <int... Axes, class... K>
