@@ -9,8 +9,8 @@ The rules (also in tests/docs/README.md):
   that blocks of one file can reuse names (x, W, loss) without clashing.
 * `#include` lines are moved to the top of the file (a blank line stays in their place,
   so line numbers still match).
-* A block with `int main()` is a program: its main is renamed doc_main, and the
-  generated main() calls every doc_main in order. The test fails if one returns non-zero
+* A block with `int main()` is a program: its main is renamed doc_main_<line>, and
+  the generated main() calls them all in order. The test fails if one returns non-zero
   or throws.
 * `<!-- doc-test: continue -->` on a line before a block puts it in the previous
   block's namespace: a tutorial can build a model over several blocks.
@@ -76,7 +76,7 @@ def main():
             else:
                 if MAIN.search(line):
                     has_main = True
-                    line = MAIN.sub("int doc_main()", line)
+                    line = MAIN.sub(f"int doc_main_{first}()", line)
                 body.append(line)
         text = guard_open + f"namespace doc_block_{ns} {{\n#line {first} \"{md}\"\n"
         text += "\n".join(body) + f"\n}}  // namespace doc_block_{ns}\n" + guard_close
@@ -94,7 +94,7 @@ def main():
     src.append("#line 1 \"doc_main.cpp\"\nint main() {\n  int failed = 0, ran = 0;\n")
     for guard_open, guard_close, ns, first in mains:
         src.append(guard_open)
-        src.append(f"  ++ran;\n  try {{\n    if (int rc = doc_block_{ns}::doc_main(); rc != 0) {{\n"
+        src.append(f"  ++ran;\n  try {{\n    if (int rc = doc_block_{ns}::doc_main_{first}(); rc != 0) {{\n"
                    f"      std::printf(\"{label}: block at line {first} returned %d\\n\", rc);\n      ++failed;\n    }}\n"
                    f"  }} catch (const std::exception& e) {{\n"
                    f"    std::printf(\"{label}: block at line {first} threw: %s\\n\", e.what());\n    ++failed;\n  }}\n")
