@@ -94,6 +94,47 @@ constexpr int output_position() {
   }
   return -1;
 }
+// Whether X is the param leaf named `name`.
+template <class X>
+constexpr bool is_param_named(const char* name) {
+  if constexpr (requires { X::name; })
+    return X::desc.op == &param_info && str_eq(X::name.data, name);
+  else
+    return false;
+}
+template <class T>
+struct is_grad_expr : std::false_type {};
+template <class Y, class X>
+struct is_grad_expr<grad_expr<Y, X>> : std::true_type {};
+// Index of the gradient of the param named `name` within one compile() argument O, or -1.
+template <class O>
+constexpr int grad_within(const char* name) {
+  if constexpr (is_grads<O>::value) {
+    return [name]<class Y, class... X>(grads<Y, X...>*) {
+      const bool match[] = {is_param_named<X>(name)...};
+      for (std::size_t k = 0; k < sizeof...(X); ++k)
+        if (match[k]) return static_cast<int>(k);
+      return -1;
+    }(static_cast<O*>(nullptr));
+  } else if constexpr (is_grad_expr<O>::value) {
+    return [name]<class Y, class X>(grad_expr<Y, X>*) { return is_param_named<X>(name) ? 0 : -1; }(
+        static_cast<O*>(nullptr));
+  } else {
+    return -1;
+  }
+}
+// Position among the outputs of compile(O...) of the first gradient of the param named `name`, or -1.
+template <class... O>
+constexpr int grad_position(const char* name) {
+  const int at[] = {grad_within<O>(name)...};
+  constexpr std::size_t count[] = {output_count<O>()...};
+  int pos = 0;
+  for (std::size_t k = 0; k < sizeof...(O); ++k) {
+    if (at[k] >= 0) return pos + at[k];
+    pos += static_cast<int>(count[k]);
+  }
+  return -1;
+}
 /// Flattens compile()'s arguments and plans the graph.
 template <class... Outs>
 constexpr dyn_plan analyse() {
@@ -121,6 +162,8 @@ struct program {
   static constexpr int output_index() {
     return detail::output_position<E, Outs...>();
   }
+  /// Output index of the first gradient (grad_expr or grads) of the param named `name`, or -1.
+  static constexpr int grad_index(const char* name) { return detail::grad_position<Outs...>(name); }
 };
 
 namespace detail {
@@ -420,21 +463,38 @@ class step {
 template <class Step>
 class results {
  public:
+  /// Results of the last run of step `s`.
   explicit results(const Step* s) : s_(s) {}
+  /// A read-only view of output `e`.
   template <expression E>
   auto operator[](E) const {
     constexpr int i = Step::program::template output_index<E>();
-    if constexpr (i < 0) {
+    if constexpr (i < 0)
       not_an_output_of_this_step(dims_of<shape_of<E>>());
-    } else {
-      constexpr output_entry o = Step::plan.outputs[i];
-      using T = element_t<o.type>;
-      const exec_ctx c{s_->arena_.get(), s_->params_.data(), s_->inputs_.data()};
-      return view<const T, o.s.rank>(resolve<const T>(c, o.l), detail::dims_array<o.s.rank>(o.s));
-    }
+    else
+      return output<i>();
+  }
+  /// Whether the step's outputs hold a gradient of the param named `Name`.
+  template <fixed_string Name>
+  static constexpr bool has_grad = Step::program::grad_index(Name.data) >= 0;
+  /// A read-only view of the gradient of the param named `Name` (the first such output:
+  /// a grad(y, W) or a grad(y, ..., W, ...)), found at compile time.
+  template <fixed_string Name>
+  auto grad() const {
+    constexpr int i = Step::program::grad_index(Name.data);
+    static_assert(i >= 0, "ctgraph: results::grad<Name>(): no gradient of a param of that name among the outputs");
+    return output<i>();
   }
 
  private:
+  template <int I>
+  auto output() const {
+    constexpr output_entry o = Step::plan.outputs[I];
+    using T = element_t<o.type>;
+    const exec_ctx c{s_->arena_.get(), s_->params_.data(), s_->inputs_.data()};
+    return view<const T, o.s.rank>(resolve<const T>(c, o.l), detail::dims_array<o.s.rank>(o.s));
+  }
+
   const Step* s_;
 };
 

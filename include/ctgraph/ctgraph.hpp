@@ -2,3 +2,4 @@
 #pragma once
 #include "compile.hpp"
 #include "view.hpp"
+#include "optim.hpp"
