@@ -55,9 +55,19 @@ inline void gemm_fixed(T alpha, const T* A, const T* B, T beta, T* C, int lda = 
 ///   q, o: (batch, heads, q_len, head_dim); k, v: (batch, heads, kv_len, head_dim); lse: (batch, heads, q_len).
 struct attention_shape {
   int batch, heads, q_len, kv_len, head_dim;
-  bool causal = false;  // query i sees keys j <= i + (kv_len - q_len)
-  float scale = 0;      // 0 means 1/sqrt(head_dim)
+  bool causal = false;  ///< If set, query i sees keys j <= i + (kv_len - q_len).
+  float scale = 0;      ///< Factor on the scores; 0 means 1/sqrt(head_dim).
 };
+/// @var attention_shape::batch
+/// Number of sequences.
+/// @var attention_shape::heads
+/// Attention heads per sequence.
+/// @var attention_shape::q_len
+/// Queries per head.
+/// @var attention_shape::kv_len
+/// Keys (and values) per head.
+/// @var attention_shape::head_dim
+/// Features per query, key and value.
 
 /// Fused attention forward (FlashAttention-2 style): o = softmax(scale * q k^T [causal mask]) v.
 /// Tiles queries and keys, keeps a running row max and sum, never materialises the score matrix;
