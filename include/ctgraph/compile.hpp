@@ -149,15 +149,18 @@ constexpr dyn_plan analyse() {
 /// A compiled graph: its plan, computed once per list of outputs.
 template <class... Outs>
 struct program {
+  /// How many steps, leaves and outputs the plan has: the sizes of its arrays.
   static constexpr plan_sizes sizes = [] {
     dyn_plan p = detail::analyse<Outs...>();
     return plan_sizes{p.kernels.size(), p.fused.size(),  p.order.size(),
                       p.inputs.size(),  p.params.size(), p.outputs.size()};
   }();
+  /// The plan: steps in order, arena offsets, leaf and output tables.
   static constexpr fixed_plan<sizes> plan = fix<sizes>(detail::analyse<Outs...>());
   static_assert(plan.error != plan_error::duplicate_name,
                 "ctgraph: two different leaves (inputs or params) share one name");
 
+  /// Position of expression E among the outputs (a grads<Y, X...> counts one per X), or -1.
   template <class E>
   static constexpr int output_index() {
     return detail::output_position<E, Outs...>();
@@ -186,11 +189,11 @@ consteval auto name_of() {
 /// Binds input `Name` to a contiguous range for one run: `cg::feed<"x">(xs)`.
 template <fixed_string Name, class T, std::size_t Extent>
 struct feed_ref {
-  static constexpr auto name = Name;
-  static constexpr std::size_t extent = Extent;
-  using value_type = T;
-  const T* data;
-  std::size_t size;
+  static constexpr auto name = Name;             ///< The input's name.
+  static constexpr std::size_t extent = Extent;  ///< The range's static size, or std::dynamic_extent.
+  using value_type = T;                          ///< The element type.
+  const T* data;                                 ///< The first element.
+  std::size_t size;                              ///< The number of elements.
 };
 template <fixed_string Name, std::ranges::contiguous_range R>
 auto feed(const R& r) {
@@ -238,27 +241,35 @@ std::array<int, R> dims_array(const shape& s) {
 template <class Program>
 class parameters {
  public:
-  static constexpr std::size_t count = Program::sizes.params;
-  static constexpr const auto& entries = Program::plan.params;
+  static constexpr std::size_t count = Program::sizes.params;    ///< The number of params.
+  static constexpr const auto& entries = Program::plan.params;  ///< Name, element type and shape of each param.
 
+  /// Allocates every param, zero-filled.
   parameters() : data_(detail::allocate(total_bytes())) {}
 
+  /// Byte offset of each param in the storage, 64-byte aligned; the last entry is the total.
   static constexpr auto offsets = [] {
     std::array<long, count + 1> o{};
     for (std::size_t k = 0; k < count; ++k)
       o[k + 1] = o[k] + (entries[k].s.size() * static_cast<long>(dtype_size(entries[k].type)) + 63) / 64 * 64;
     return o;
   }();
+  /// Byte offset of param `i`.
   static constexpr long offset(std::size_t i) { return offsets[i]; }
+  /// Bytes of storage for all params.
   static constexpr long total_bytes() { return offsets[count]; }
+  /// Index of the param called `name`, or -1.
   static constexpr int find(const char* name) {
     for (std::size_t k = 0; k < count; ++k)
       if (str_eq(entries[k].name, name)) return static_cast<int>(k);
     return -1;
   }
+  /// The storage of param `i`.
   void* ptr(std::size_t i) { return data_.get() + offset(i); }
+  /// The storage of param `i`, read-only.
   const void* ptr(std::size_t i) const { return data_.get() + offset(i); }
 
+  /// A mutable view of the param called `Name`; a compile error if there is none.
   template <fixed_string Name>
   auto get() {
     constexpr int i = find(Name.data);
@@ -316,19 +327,24 @@ class results;
 template <class Program>
 class step {
  public:
-  using program = Program;
-  static constexpr const auto& plan = Program::plan;
-  static constexpr auto sizes = Program::sizes;
+  using program = Program;                           ///< The planned graph.
+  static constexpr const auto& plan = Program::plan;  ///< The plan this step runs.
+  static constexpr auto sizes = Program::sizes;       ///< Sizes of the plan's arrays.
 
+  /// Allocates the arena.
   step() : arena_(detail::allocate(static_cast<std::size_t>(plan.arena_bytes))) {}
 
   /// Bytes of the arena after buffer reuse.
   static constexpr long arena_bytes() { return plan.arena_bytes; }
   /// Bytes all intermediates would take without reuse.
   static constexpr long intermediate_bytes() { return plan.intermediate_bytes; }
+  /// Steps per run: kernel calls and fused loops.
   static constexpr std::size_t num_steps() { return sizes.order; }
+  /// Kernel calls per run.
   static constexpr std::size_t num_kernel_steps() { return sizes.kernels; }
+  /// Fused elementwise loops per run.
   static constexpr std::size_t num_fused_steps() { return sizes.fused; }
+  /// Nodes of the flat graph, forward and gradient, before pruning.
   static constexpr int graph_nodes() { return plan.graph_nodes; }
 
   /// Runs the step on `params` with one feed per input. Views into the results stay
