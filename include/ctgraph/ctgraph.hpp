@@ -3,3 +3,4 @@
 #include "compile.hpp"
 #include "view.hpp"
 #include "optim.hpp"
+#include "checkpoint.hpp"

@@ -1,0 +1,306 @@
+// Checkpoints: bit-exact round trips, each malformed-file error by its message, every
+// truncation and many single-byte flips of a small file (an exception or, for data bytes,
+// a successful load; never a crash), and a round trip through PyTorch (when CMake found a
+// python3 with torch: tests/torch/safetensors_roundtrip.py).
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "testing.hpp"
+
+namespace cg = ctgraph;
+namespace fs = std::filesystem;
+
+namespace {
+constexpr auto W1 = cg::param<"fc1.weight", float, 3, 4>;
+constexpr auto b1 = cg::param<"fc1.bias", float, 3>;
+constexpr auto W2 = cg::param<"head.weight", double, 2, 3>;
+constexpr auto s = cg::param<"scale", double>;
+constexpr auto e = cg::param<"extra.bias", float, 2>;
+
+auto model() { return cg::compile(cg::sum(W1) + cg::sum(b1), cg::sum(W2) * s); }
+auto bigger_model() { return cg::compile(cg::sum(W1) + cg::sum(b1) + cg::sum(e), cg::sum(W2) * s); }
+using params_t = decltype(cg::parameters_of(model()));
+
+// The values tests/torch/safetensors_roundtrip.py expects.
+void fill(params_t& p) {
+  auto w = p.get<"fc1.weight">();
+  for (std::size_t k = 0; k < w.size(); ++k) w[k] = static_cast<float>(k * 0.25 - 1.5);
+  auto b = p.get<"fc1.bias">();
+  for (std::size_t k = 0; k < b.size(); ++k) b[k] = static_cast<float>(-(k * 0.125));
+  auto h = p.get<"head.weight">();
+  for (std::size_t k = 0; k < h.size(); ++k) h[k] = std::sin(k + 1.0) / 3;
+  p.get<"scale">()[0] = 2.5;
+}
+
+// A fresh directory per test case, removed at the end.
+struct temp_dir {
+  fs::path dir;
+  temp_dir() {
+    std::string t = (fs::temp_directory_path() / "ctgraph_checkpoint_XXXXXX").string();
+    REQUIRE(mkdtemp(t.data()) != nullptr);
+    dir = t;
+  }
+  ~temp_dir() { fs::remove_all(dir); }
+  fs::path operator/(const char* name) const { return dir / name; }
+};
+
+std::string read_bytes(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+void write_bytes(const fs::path& p, const std::string& bytes) {
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+// A safetensors file from its header text and data bytes.
+std::string safetensors(const std::string& header, const std::string& data, std::uint64_t length = UINT64_MAX) {
+  if (length == UINT64_MAX) length = header.size();
+  std::string r(8, '\0');
+  for (int k = 0; k < 8; ++k) r[k] = static_cast<char>(length >> (8 * k));
+  return r + header + data;
+}
+std::string all_bytes(const params_t& p) {
+  const auto* b = static_cast<const char*>(p.ptr(0));
+  return std::string(b, static_cast<std::size_t>(params_t::total_bytes()));
+}
+
+#ifndef CTGRAPH_TORCH_PYTHON
+#define CTGRAPH_TORCH_PYTHON ""
+#endif
+}  // namespace
+
+TEST_CASE("save then load: bit-exact, metadata kept, no temporary left", "[checkpoint]") {
+  temp_dir d;
+  auto step = model();
+  auto a = cg::parameters_of(step);
+  fill(a);
+  // Bits that a conversion would lose: NaN payloads, -0, infinities, subnormals.
+  auto w = a.get<"fc1.weight">();
+  w[0] = std::bit_cast<float>(0x7fc12345u);
+  w[1] = -0.0f;
+  w[2] = -std::numeric_limits<float>::infinity();
+  w[3] = std::numeric_limits<float>::denorm_min();
+  a.get<"head.weight">()[5] = std::bit_cast<double>(0xfff0000000000abcull);
+  const auto path = d / "model.safetensors";
+  cg::save(a, path, {{"format", "pt"}, {"epoch", "3"}});
+  auto b = cg::parameters_of(step);
+  cg::load(b, path);
+  CHECK(all_bytes(a) == all_bytes(b));
+  const auto md = cg::load_metadata(path);
+  REQUIRE(md.size() == 2);
+  CHECK(md[0] == std::pair<std::string, std::string>("format", "pt"));
+  CHECK(md[1] == std::pair<std::string, std::string>("epoch", "3"));
+
+  const std::string bytes = read_bytes(path);
+  std::uint64_t n = 0;
+  for (int k = 7; k >= 0; --k) n = n << 8 | static_cast<unsigned char>(bytes[k]);
+  CHECK(n % 8 == 0);  // padded: the data starts aligned
+  CHECK(bytes.size() == 8 + n + 12 * 4 + 3 * 4 + 6 * 8 + 8);
+  CHECK(bytes.find("\"fc1.weight\":{\"dtype\":\"F32\",\"shape\":[3,4],\"data_offsets\":[0,48]}") != std::string::npos);
+
+  fill(a);  // saving again replaces the file
+  cg::save(a, path);
+  cg::load(b, path);
+  CHECK(all_bytes(a) == all_bytes(b));
+  CHECK(cg::load_metadata(path).empty());
+  CHECK(std::distance(fs::directory_iterator(d.dir), fs::directory_iterator()) == 1);
+}
+
+TEST_CASE("save_tensors / load_tensors: int tensors and scalars", "[checkpoint]") {
+  temp_dir d;
+  std::array<int, 6> ids{1, -2, 3, 2147483647, -2147483647 - 1, 0};
+  double x = 0.1;
+  const std::array<int, 2> dims{2, 3};
+  const cg::tensor_ref out[] = {{"ids", cg::dtype::i32, dims, ids.data()}, {"x", cg::dtype::f64, {}, &x}};
+  cg::save_tensors(out, d / "t.safetensors");
+  std::array<int, 6> ids2{};
+  double x2 = 0;
+  const cg::tensor_ref in[] = {{"x", cg::dtype::f64, {}, &x2}, {"ids", cg::dtype::i32, dims, ids2.data()}};
+  cg::load_tensors(in, d / "t.safetensors");
+  CHECK(ids2 == ids);
+  CHECK(x2 == 0.1);
+  const cg::tensor_ref dup[] = {{"x", cg::dtype::f64, {}, &x}, {"x", cg::dtype::f64, {}, &x}};
+  CHECK_THROWS_WITH(cg::save_tensors(dup, d / "u.safetensors"), Catch::Contains("two tensors named \"x\""));
+  CHECK(!fs::exists(d / "u.safetensors"));
+}
+
+TEST_CASE("load: wrong contents are errors that name the file and the tensor", "[checkpoint][errors]") {
+  temp_dir d;
+  auto step = model();
+  auto p = cg::parameters_of(step);
+  fill(p);
+  const auto path = d / "m.safetensors";
+  const std::string file = path.string();
+  auto refs = cg::detail::tensor_refs(p);
+
+  SECTION("a param missing from the file") {
+    cg::save(p, path);
+    auto big = cg::parameters_of(bigger_model());
+    CHECK_THROWS_AS(cg::load(big, path), cg::checkpoint_error);
+    CHECK_THROWS_WITH(cg::load(big, path), Catch::Contains(file) && Catch::Contains("missing tensor \"extra.bias\""));
+  }
+  SECTION("extra tensors in the file") {
+    auto big = cg::parameters_of(bigger_model());
+    cg::save(big, path);
+    CHECK_THROWS_WITH(cg::load(p, path), Catch::Contains(file) && Catch::Contains("unexpected tensors") &&
+                                             Catch::Contains("\"extra.bias\""));
+    CHECK_NOTHROW(cg::load(p, path, {.allow_extra_tensors = true}));
+  }
+  SECTION("another dtype") {
+    std::vector<double> w(12);
+    refs[0] = {"fc1.weight", cg::dtype::f64, refs[0].dims, w.data()};
+    cg::save_tensors(refs, path);
+    CHECK_THROWS_WITH(cg::load(p, path), Catch::Contains(file) && Catch::Contains("tensor \"fc1.weight\"") &&
+                                             Catch::Contains("expected dtype F32, found F64"));
+  }
+  SECTION("another shape") {
+    const std::array<int, 2> t{4, 3};
+    refs[0].dims = t;
+    cg::save_tensors(refs, path);
+    CHECK_THROWS_WITH(cg::load(p, path), Catch::Contains(file) && Catch::Contains("tensor \"fc1.weight\"") &&
+                                             Catch::Contains("expected shape [3, 4], found [4, 3]"));
+  }
+  SECTION("no such file") {
+    CHECK_THROWS_WITH(cg::load(p, d / "none"), Catch::Contains("none") && Catch::Contains("cannot open"));
+  }
+}
+
+TEST_CASE("load: malformed files are errors that name the file and the problem", "[checkpoint][errors]") {
+  temp_dir d;
+  const auto path = d / "bad.safetensors";
+  float v[2] = {0, 0};
+  const std::array<int, 1> dims{2};
+  const cg::tensor_ref one[] = {{"v", cg::dtype::f32, dims, v}};
+  auto expect_error = [&](const std::string& bytes, const char* what) {
+    write_bytes(path, bytes);
+    INFO("file: " << (bytes.size() > 8 ? bytes.substr(8) : bytes));
+    CHECK_THROWS_AS(cg::load_tensors(one, path), cg::checkpoint_error);
+    CHECK_THROWS_WITH(cg::load_tensors(one, path), Catch::Contains(path.string()) && Catch::Contains(what));
+  };
+  const std::string data(8, '\0');
+  const std::string good = R"({"v":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  write_bytes(path, safetensors(good, data));
+  CHECK_NOTHROW(cg::load_tensors(one, path));
+
+  expect_error("abc", "too short for the 8-byte header length");
+  expect_error(safetensors(good, data, 1000), "header length 1000 exceeds the file's size");
+  expect_error(safetensors(good, data, 0xfffffffffffffff0ull), "exceeds the file's size");
+  expect_error(safetensors(R"({"v":{"dtype":"F32",)", data), "header is not valid JSON");
+  expect_error(safetensors("[1, 2]", data), "header is not a JSON object");
+  expect_error(safetensors(R"({"v":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", data),
+               "run past the end of the data");
+  expect_error(safetensors(good, data.substr(0, 5)), "file truncated or offsets out of range");
+  expect_error(safetensors(R"({"v":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", data), "run past the end");
+  expect_error(safetensors(R"({"v":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", data),
+               "hold 4 bytes, but dtype F32 and shape [2] need 8");
+  expect_error(safetensors(R"({"v":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", data), "end before they begin");
+  expect_error(safetensors(R"({"v":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                           R"("w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                           data),
+               "the data of tensors \"v\" [0, 8) and \"w\" [4, 8) overlap");
+  expect_error(safetensors(R"({"v":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data),
+               "must be a non-negative integer");
+  expect_error(safetensors(R"({"v":{"dtype":"F32","shape":[4294967296,4294967296,4],"data_offsets":[0,8]}})", data),
+               "is too large");
+  expect_error(safetensors(R"({"v":{"dtype":"Q7","shape":[2],"data_offsets":[0,8]}})", data), "unknown dtype \"Q7\"");
+  expect_error(safetensors(R"({"v":{"shape":[2],"data_offsets":[0,8]}})", data), "no \"dtype\" string");
+  expect_error(safetensors(R"({"v":{"dtype":"F32","data_offsets":[0,8]}})", data), "no \"shape\" array");
+  expect_error(safetensors(R"({"v":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", data), "no \"data_offsets\"");
+  expect_error(safetensors(R"({"v":3})", data), "tensor \"v\": header entry is not an object");
+  expect_error(safetensors(R"({"__metadata__":{"a":1},"v":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", data),
+               "\"__metadata__\" value of \"a\" is not a string");
+  // Padding with spaces, metadata and another dtype's extra tensor are fine.
+  write_bytes(path, safetensors(R"({"__metadata__":{"a":"b"},"v":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                                R"("h":{"dtype":"BF16","shape":[2],"data_offsets":[8,12]}}   )",
+                                data + "abcd"));
+  CHECK_NOTHROW(cg::load_tensors(one, path, {.allow_extra_tensors = true}));
+  CHECK_THROWS_WITH(cg::load_tensors(one, path), Catch::Contains("unexpected tensors") && Catch::Contains("\"h\""));
+}
+
+TEST_CASE("load: every truncation and single-byte flips of a file: an error or a load, never a crash",
+          "[checkpoint][fuzz]") {
+  temp_dir d;
+  auto step = model();
+  auto p = cg::parameters_of(step);
+  fill(p);
+  const auto path = d / "m.safetensors", bad = d / "bad.safetensors";
+  cg::save(p, path, {{"k", "v"}});
+  const std::string bytes = read_bytes(path);
+  std::uint64_t n = 0;
+  for (int k = 7; k >= 0; --k) n = n << 8 | static_cast<unsigned char>(bytes[k]);
+  const std::size_t data_start = 8 + static_cast<std::size_t>(n);
+  auto q = cg::parameters_of(step);
+
+  for (std::size_t len = 0; len < bytes.size(); ++len) {
+    write_bytes(bad, bytes.substr(0, len));
+    INFO("truncated to " << len << " of " << bytes.size() << " bytes");
+    CHECK_THROWS_AS(cg::load(q, bad), cg::checkpoint_error);
+  }
+  long loaded = 0, errors = 0;
+  for (std::size_t at = 0; at < bytes.size(); ++at) {
+    for (unsigned mask : {0x01u, 0x20u, 0x80u, 0xffu}) {
+      std::string b = bytes;
+      b[at] = static_cast<char>(static_cast<unsigned char>(b[at]) ^ mask);
+      write_bytes(bad, b);
+      INFO("byte " << at << " ^ " << mask);
+      try {
+        cg::load(q, bad);
+        ++loaded;
+        if (at >= data_start) CHECK(all_bytes(q) != all_bytes(p));  // the flipped bit arrived
+      } catch (const cg::checkpoint_error& e) {
+        ++errors;
+        CHECK(at < data_start);  // data bytes are not checked: they load
+        CHECK(std::string(e.what()).find(bad.string()) != std::string::npos);
+      }
+    }
+  }
+  CHECK(errors > 0);
+  CHECK(loaded >= 4 * static_cast<long>(bytes.size() - data_start));
+}
+
+TEST_CASE("checkpoints round-trip through PyTorch", "[checkpoint][torch]") {
+  const std::string py = CTGRAPH_TORCH_PYTHON;
+  if (py.empty()) {
+    WARN("skipped: no python3 with torch found at configure time (CTGRAPH_TORCH_PYTHON)");
+    return;
+  }
+  temp_dir d;
+  auto step = model();
+  auto p = cg::parameters_of(step);
+  fill(p);
+  cg::save(p, d / "ours.safetensors", {{"format", "pt"}, {"written_by", "ctgraph"}});
+  const std::string cmd = "'" + py + "' '" CTGRAPH_TESTS_DIR "/torch/safetensors_roundtrip.py' '" +
+                          (d / "ours.safetensors").string() + "' '" + (d / "theirs.safetensors").string() + "' 2>&1";
+  std::string text;
+  int status;
+  {
+    FILE* f = popen(cmd.c_str(), "r");
+    REQUIRE(f);
+    char buf[4096];
+    for (std::size_t k; (k = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, k);
+    status = pclose(f);
+  }
+  INFO(text);
+  REQUIRE(status == 0);
+  REQUIRE(text == "ok\n");
+  auto q = cg::parameters_of(step);
+  cg::load(q, d / "theirs.safetensors");
+  auto w = q.get<"fc1.weight">();
+  for (std::size_t k = 0; k < w.size(); ++k) CHECK(w[k] == static_cast<float>(2 * (k * 0.25 - 1.5) + 1));
+  auto b = q.get<"fc1.bias">();
+  for (std::size_t k = 0; k < b.size(); ++k) CHECK(b[k] == static_cast<float>(2 * -(k * 0.125) + 1));
+  auto h = q.get<"head.weight">();
+  for (std::size_t k = 0; k < h.size(); ++k) CHECK(h[k] == 2 * (std::sin(k + 1.0) / 3) + 1);
+  CHECK(q.get<"scale">()[0] == 6.0);
+  const auto md = cg::load_metadata(d / "theirs.safetensors");
+  CHECK(md == cg::checkpoint_metadata{{"format", "pt"}, {"from", "torch"}});
+}
