@@ -99,7 +99,10 @@ constexpr std::vector<int> reverse_sweep(builder& b, int y, const std::vector<in
 
 /// Replaces every grad(y, x) marker by its adjoint, rebuilding the graph in order so that
 /// grad of a graph that contains gradients works. All markers of one y share one sweep.
-constexpr builder resolve_grads(const builder& in, std::vector<int>& remap, const op_info* add) {
+/// When `swept` is given, each reverse sweep appends the range [first, last) of node ids it
+/// created, as two ints (graph exports).
+constexpr builder resolve_grads(const builder& in, std::vector<int>& remap, const op_info* add,
+                                std::vector<int>* swept = nullptr) {
   builder b;
   remap.assign(in.size(), -1);
   std::vector<int> swept_y, swept_x, swept_r;  // (y, x) -> adjoint, from sweeps so far
@@ -121,7 +124,9 @@ constexpr builder resolve_grads(const builder& in, std::vector<int>& remap, cons
         const node& o = in[m];
         if (o.op->cls == op_class::grad && remap[o.in[0]] == y && remap[o.in[1]] >= 0) xs.push_back(remap[o.in[1]]);
       }
+      if (swept) swept->push_back(b.size());
       auto r = reverse_sweep(b, y, xs, add);
+      if (swept) swept->push_back(b.size());
       for (std::size_t i = 0; i < xs.size(); ++i) {
         swept_y.push_back(y);
         swept_x.push_back(xs[i]);

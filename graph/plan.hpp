@@ -129,8 +129,15 @@ struct arena_allocator {
 
 constexpr bool is_leaf(const node& n) { return n.op->cls == op_class::input || n.op->cls == op_class::param; }
 
-/// Builds the plan for outputs `outs` of graph `b`.
-constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs) {
+/// What make_plan decided for each node of its graph, kept only when asked (graph exports):
+/// compile() passes no trace and pays nothing for it.
+struct plan_trace {
+  std::vector<char> needed;  // an output depends on it (else pruned)
+  std::vector<int> step;     // index in dyn_plan::order of the step computing it; -1: leaf or inlined constant
+};
+
+/// Builds the plan for outputs `outs` of graph `b`; fills `trace` when given.
+constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, plan_trace* trace = nullptr) {
   dyn_plan p;
   const int N = b.size();
   p.graph_nodes = N;
@@ -333,6 +340,10 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs) {
   p.arena_bytes = mem.top;
   p.intermediate_bytes = mem.total;
   for (int o : outs) p.outputs.push_back({where[o], b[o].type, b[o].out});
+  if (trace) {
+    trace->needed.swap(needed);
+    trace->step.swap(root_of);
+  }
   return p;
 }
 

@@ -1,0 +1,336 @@
+// ctgraph/export.hpp: a compiled graph, shown. to_dot() writes the forward and backward
+// graph as Graphviz text, fused loops as dashed clusters; summary() tabulates params,
+// memory, steps and FLOPs per run.
+//
+// Cost: compile() keeps no per-node data. The export's node table is one more constant
+// evaluation of the planner (graph_export_of<Outs...>), instantiated only by to_dot() and
+// export_graph(); summary() reads the step's own plan.
+#pragma once
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "compile.hpp"
+
+namespace ctgraph {
+
+/// One node of an exported graph: the planner's node plus what the planner decided about it.
+struct export_node {
+  const char* op = "";  ///< op name: "matmul", "tanh", "param", "input", "constant", ...
+  op_class cls = op_class::kernel;
+  dtype type = dtype::f32;
+  shape s;                     ///< output shape
+  attr_t a;                    ///< attributes (a constant's value, matmul's transpose flags, ...)
+  int n_in = 0;                ///< number of operands
+  int in[3] = {-1, -1, -1};    ///< operands: indices into graph_export::nodes
+  const char* name = nullptr;  ///< leaves: the input's or param's name
+  bool backward = false;       ///< created by the reverse sweep of a grad(): a gradient node
+  int step = -1;               ///< index of the step computing it, in run order; -1: leaf or inlined constant
+  int fused = -1;              ///< index of the elementwise loop it runs in; -1: kernel step, leaf or constant
+  int output = -1;             ///< first position among compile()'s outputs; -1: not an output
+};
+
+/// A compiled graph as a flat table, for exports: the nodes a step computes (after pruning
+/// and common-subexpression merging), in topological order, operands first.
+/// @tparam N capacity: the planner's node count before pruning
+template <std::size_t N>
+struct graph_export {
+  std::array<export_node, N + 1> nodes{};  ///< the first `count` are in use
+  int count = 0;                           ///< nodes in use
+  int steps = 0;                           ///< steps of a run (kernel calls and elementwise loops)
+  int loops = 0;                           ///< elementwise loops among the steps
+  int outputs = 0;                         ///< outputs of the step (each grad counts once)
+};
+
+namespace detail {
+template <std::size_t N, class... Outs>
+constexpr graph_export<N> make_graph_export() {
+  builder b0;
+  desc_map seen;
+  std::vector<int> outs0;
+  (flatten_output<Outs>(b0, seen, outs0), ...);
+  // What plan_graph() does, keeping the resolved graph, the nodes the reverse sweeps
+  // created and the planner's trace.
+  std::vector<int> remap, outs;
+  std::vector<int> swept;  // [first, last) node ids of each reverse sweep
+  const builder b = resolve_grads(b0, remap, &op_info_of<add_op>, &swept);
+  for (int o : outs0) outs.push_back(remap[o]);
+  plan_trace trace;
+  const dyn_plan plan = make_plan(b, outs, &trace);
+  graph_export<N> g;
+  std::vector<int> id(b.size(), -1);
+  for (int n = 0; n < b.size(); ++n) {
+    if (!trace.needed[n]) continue;
+    const node& nd = b[n];
+    id[n] = g.count;
+    export_node& e = g.nodes[g.count++];
+    e.op = nd.op->name;
+    e.cls = nd.op->cls;
+    e.type = nd.type;
+    e.s = nd.out;
+    e.a = nd.a;
+    e.n_in = nd.n_in;
+    for (int k = 0; k < nd.n_in; ++k) e.in[k] = id[nd.in[k]];
+    e.name = nd.name;
+    for (std::size_t k = 0; k + 1 < swept.size(); k += 2) e.backward |= swept[k] <= n && n < swept[k + 1];
+    e.step = trace.step[n];
+    if (e.step >= 0 && plan.order[e.step].fused) e.fused = plan.order[e.step].index;
+  }
+  for (std::size_t k = 0; k < outs.size(); ++k) {
+    export_node& e = g.nodes[id[outs[k]]];
+    if (e.output < 0) e.output = static_cast<int>(k);
+  }
+  g.steps = static_cast<int>(plan.order.size());
+  g.loops = static_cast<int>(plan.fused.size());
+  g.outputs = static_cast<int>(outs.size());
+  return g;
+}
+}  // namespace detail
+
+/// The node table of compile(Outs{}...)'s graph, forward and backward. Computed at compile
+/// time, and only where named (to_dot(), export_graph()), never by compile() itself.
+template <class... Outs>
+inline constexpr auto graph_export_of =
+    detail::make_graph_export<static_cast<std::size_t>(program<Outs...>::plan.graph_nodes), Outs...>();
+
+/// The node table of the graph compile(e...) would plan: the same arguments (expressions
+/// and the cg::grads that grad(y, x1, x2, ...) returns).
+template <class... O>
+constexpr const auto& export_graph(O...) {
+  static_assert(((expression<O> || detail::is_grads<O>::value) && ...),
+                "ctgraph: export_graph(outputs...) takes what compile() takes: expressions and results of grad()");
+  return graph_export_of<O...>;
+}
+
+namespace detail {
+// The helpers below take their arguments as template parameters, so that their fmt calls
+// are dependent: a translation unit that includes this header but calls none of them
+// instantiates no fmt code (g++ checks a non-dependent format string where it is written).
+template <class Shape>
+std::string shape_text(const Shape& s) {
+  std::string r = "[";
+  for (int k = 0; k < s.rank; ++k) r += (k ? ", " : "") + std::to_string(s.d[k]);
+  return r + "]";
+}
+// Escapes a string for a double-quoted Graphviz label.
+template <class Str>
+std::string dot_escape(const Str& s) {
+  std::string r;
+  for (char c : s) {
+    if (c == '"' || c == '\\') r += '\\';
+    r += c;
+  }
+  return r;
+}
+// 1234567 -> "1,234,567".
+template <class Int>
+std::string grouped(Int v) {
+  std::string d = std::to_string(v < 0 ? -v : v), r;
+  for (std::size_t i = 0; i < d.size(); ++i) {
+    if (i && (d.size() - i) % 3 == 0) r += ',';
+    r += d[i];
+  }
+  return v < 0 ? "-" + r : r;
+}
+// 6100000 -> "6.10 M".
+template <class Real>
+std::string si(Real v) {
+  const char* unit[] = {"", " k", " M", " G", " T"};
+  int u = 0;
+  while (v >= 1000 && u < 4) v /= 1000, ++u;
+  return u ? fmt::format("{:.2f}{}", v, unit[u]) : fmt::format("{:.0f}", v);
+}
+
+template <std::size_t N>
+std::string dot_text(const graph_export<N>& g) {
+  std::string s;
+  s += "digraph ctgraph {\n";
+  s += fmt::format(
+      "  graph [rankdir=TB, fontname=\"Helvetica\", fontsize=10, labelloc=t, label=\"ctgraph: {} nodes, {} steps ({} "
+      "elementwise loops)\\lblue: forward, orange: gradient (reverse sweep), gold: params, green: inputs\\l"
+      "dashed box: nodes fused into one loop; double border: an output\\l\"];\n",
+      g.count, g.steps, g.loops);
+  s += "  node [fontname=\"Helvetica\", fontsize=10, shape=box, style=\"rounded,filled\", color=\"#4a6f8a\"];\n";
+  s += "  edge [color=\"#555555\", arrowsize=0.6];\n";
+  // Nodes of an elementwise loop with more than one node: a dashed cluster.
+  std::vector<int> members(static_cast<std::size_t>(g.loops) + 1, 0);
+  for (int i = 0; i < g.count; ++i)
+    if (g.nodes[i].fused >= 0) ++members[g.nodes[i].fused];
+  auto clustered = [&](const auto& e) { return e.fused >= 0 && members[e.fused] > 1; };
+  auto node_line = [&](int i) {
+    const auto& e = g.nodes[i];  // auto: dependent, see above
+    std::string label, extra;
+    const char* fill = e.backward ? "#f9d2b4" : "#d6e6f5";
+    if (e.cls == op_class::param || e.cls == op_class::input) {
+      const bool p = e.cls == op_class::param;
+      label = fmt::format("{}\\n{} {}", dot_escape(std::string_view(e.name ? e.name : "")), e.op, shape_text(e.s));
+      fill = p ? "#f7e08b" : "#c9ecc9";
+      extra = p ? ", shape=box" : ", shape=ellipse";
+    } else if (e.cls == op_class::constant) {
+      label = fmt::format("{} {}", e.a.value(), shape_text(e.s));
+      fill = "#eeeeee";
+      extra = ", shape=plaintext, style=\"\", fontsize=9";
+    } else {
+      label = fmt::format("{} {}", e.op, shape_text(e.s));
+      if (std::string_view(e.op) == "matmul" && (e.a.i[0] || e.a.i[1]))
+        label += e.a.i[0] && e.a.i[1] ? "\\nA, B transposed" : e.a.i[0] ? "\\nA transposed" : "\\nB transposed";
+      if (e.step >= 0 && !clustered(e)) label += fmt::format("\\nstep {}", e.step);
+    }
+    if (e.type != dtype::f32) label += fmt::format(" {}", dtype_name(e.type));
+    if (e.output >= 0) {
+      label += fmt::format("\\noutput {}", e.output);
+      extra += ", peripheries=2";
+    }
+    return fmt::format("n{} [label=\"{}\", fillcolor=\"{}\"{}];\n", i, label, fill, extra);
+  };
+  for (int f = 0; f < g.loops; ++f) {
+    if (members[f] < 2) continue;
+    int step = -1;
+    for (int i = 0; i < g.count; ++i)
+      if (g.nodes[i].fused == f) step = g.nodes[i].step;
+    s += fmt::format(
+        "  subgraph cluster_fused_{} {{\n    label=\"fused loop {} (step {})\"; style=dashed; color=\"#888888\"; "
+        "fontcolor=\"#555555\";\n",
+        f, f, step);
+    for (int i = 0; i < g.count; ++i)
+      if (g.nodes[i].fused == f) s += "    " + node_line(i);
+    s += "  }\n";
+  }
+  for (int i = 0; i < g.count; ++i)
+    if (!clustered(g.nodes[i])) s += "  " + node_line(i);
+  for (int i = 0; i < g.count; ++i) {
+    const auto& e = g.nodes[i];  // auto: dependent, see above
+    for (int k = 0; k < e.n_in; ++k) {
+      bool again = false;  // x * x: one edge
+      for (int j = 0; j < k; ++j) again |= e.in[j] == e.in[k];
+      if (again) continue;
+      s += fmt::format("  n{} -> n{}{};\n", e.in[k], i, e.backward ? " [color=\"#c0642a\"]" : "");
+    }
+  }
+  s += "}\n";
+  return s;
+}
+}  // namespace detail
+
+/// Graphviz text of the graph compile(e...) plans, forward and backward: one node per graph
+/// node ("matmul [300, 64]"; leaves show their name), an edge from each operand to its
+/// consumer, gradient nodes (made by the reverse sweep) in orange, params in gold, inputs
+/// in green, outputs with a double border, and each elementwise loop that runs several
+/// nodes as a dashed cluster "fused loop k". Render with `dot -Tsvg graph.dot -o graph.svg`.
+/// @param e what compile() takes: expressions and the cg::grads that grad(y, x1, x2, ...) returns
+template <class... O>
+std::string to_dot(O... e) {
+  return detail::dot_text(export_graph(e...));
+}
+
+namespace detail {
+template <class Summary>
+std::string summary_table(const Summary& s) {
+  auto w = decltype(s.params.size())(12);  // dependent: see above
+  for (const auto& p : s.params) w = std::max(w, p.name.size());
+  std::string r = fmt::format("{:<{}}  {:<16}  {:>12}\n", "param", w, "shape", "count");
+  r += std::string(w + 32, '-') + "\n";
+  for (const auto& p : s.params)
+    r += fmt::format("{:<{}}  {:<16}  {:>12}\n", p.name, w, shape_text(p.s) + (p.type == dtype::f64 ? " f64" : ""),
+                     grouped(p.count));
+  r += std::string(w + 32, '-') + "\n";
+  r += fmt::format("{:<{}}  {:<16}  {:>12}\n", "total", w, fmt::format("{} params", s.params.size()),
+                   grouped(s.param_count));
+  r += fmt::format("param bytes:   {}\n", grouped(s.param_bytes));
+  r += fmt::format("arena bytes:   {} (intermediates without reuse: {})\n", grouped(s.arena_bytes),
+                   grouped(s.intermediate_bytes));
+  r += fmt::format("steps per run: {} ({} kernel calls, {} elementwise loops), from {} graph nodes\n", s.steps,
+                   s.kernel_steps, s.fused_loops, s.graph_nodes);
+  r += fmt::format("FLOPs per run: {} (matmul {}, other {})\n", si(s.flops()), si(s.matmul_flops), si(s.other_flops));
+  return r;
+}
+}  // namespace detail
+
+/// One parameter in a summary.
+struct summary_param {
+  std::string name;  ///< "fc1.weight"
+  shape s;           ///< its shape
+  long count = 0;    ///< elements
+  dtype type = dtype::f32;
+};
+
+/// What a compiled step holds and costs per run; see summary().
+struct step_summary {
+  std::vector<summary_param> params;  ///< one row per param, in the step's order
+  long param_count = 0;               ///< elements of all params
+  long param_bytes = 0;               ///< bytes of all params
+  long arena_bytes = 0;               ///< bytes of the step's arena, after buffer reuse
+  long intermediate_bytes = 0;        ///< bytes all intermediates would take without reuse
+  std::size_t steps = 0;              ///< steps of a run: kernel calls plus elementwise loops
+  std::size_t kernel_steps = 0;       ///< kernel calls (matmul, reductions, softmax, ...)
+  std::size_t fused_loops = 0;        ///< elementwise loops (each runs one or more fused nodes)
+  int graph_nodes = 0;                ///< nodes the planner saw, forward and backward, before pruning
+  double matmul_flops = 0;            ///< 2 * M * N * K per product, times the batch
+  double other_flops = 0;             ///< every other step: op_runtime::flops per element
+  /// Floating-point operations of one run.
+  double flops() const { return matmul_flops + other_flops; }
+  /// The summary as a text table (what print_summary() prints).
+  template <class Self = step_summary>
+  std::string table() const {
+    return detail::summary_table(static_cast<const Self&>(*this));
+  }
+};
+
+/// FLOPs of one kernel step: 2 * M * N * K * batch for a matmul; 0 for a constant fill; else
+/// op_runtime::flops per element of the larger of its output and first operand (a reduction
+/// does its work per input element).
+template <int = 0>
+constexpr double kernel_flops(const kernel_step& k) {
+  if (k.op->is_constant) return 0;
+  if (std::string_view(k.op->name) == matmul_op::name) {
+    const shape &x = k.in_shape[0], &o = k.out_shape;
+    const double M = o.d[o.rank - 2], N = o.d[o.rank - 1], K = x.d[x.rank - (k.a.i[0] ? 2 : 1)];
+    return 2 * M * N * K * static_cast<double>(o.size() / (o.d[o.rank - 2] * static_cast<long>(o.d[o.rank - 1])));
+  }
+  const double n = static_cast<double>(std::max(k.out_shape.size(), k.n_in ? k.in_shape[0].size() : 0));
+  return k.op->flops * n;
+}
+/// FLOPs of one elementwise loop: each instruction's op_runtime::flops per output element.
+template <int = 0>
+constexpr double loop_flops(const fused_step& f) {
+  double per = 0;
+  for (int i = 0; i < f.n; ++i) per += f.code[i].op->flops;
+  return per * static_cast<double>(f.out_shape.size());
+}
+
+/// A compiled step's params (name, shape, count), memory, steps and FLOPs per run.
+template <class P>
+step_summary summary(const step<P>&) {
+  using S = step<P>;
+  constexpr const auto& plan = S::plan;
+  step_summary r;
+  for (std::size_t k = 0; k < S::sizes.params; ++k) {
+    const leaf_entry& e = plan.params[k];
+    r.params.push_back({e.name, e.s, static_cast<long>(e.s.size()), e.type});
+    r.param_count += static_cast<long>(e.s.size());
+    r.param_bytes += static_cast<long>(e.s.size() * static_cast<long>(dtype_size(e.type)));
+  }
+  r.arena_bytes = S::arena_bytes();
+  r.intermediate_bytes = S::intermediate_bytes();
+  r.steps = S::num_steps();
+  r.kernel_steps = S::num_kernel_steps();
+  r.fused_loops = S::num_fused_steps();
+  r.graph_nodes = S::graph_nodes();
+  for (std::size_t k = 0; k < S::sizes.kernels; ++k)
+    (std::string_view(plan.kernels[k].op->name) == matmul_op::name ? r.matmul_flops : r.other_flops) +=
+        kernel_flops(plan.kernels[k]);
+  for (std::size_t k = 0; k < S::sizes.fused; ++k) r.other_flops += loop_flops(plan.fused[k]);
+  return r;
+}
+
+/// Prints summary(s).table() to stdout.
+template <class P>
+void print_summary(const step<P>& s) {
+  fmt::print("{}", summary(s).table());
+}
+
+}  // namespace ctgraph
