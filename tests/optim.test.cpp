@@ -277,7 +277,7 @@ TEST_CASE("optimizers match torch.optim over 10 steps (double, 1e-6)", "[optim][
   }
 }
 
-TEST_CASE("float parameters follow torch.optim's double trajectory (adamw, clipped; 1e-4)", "[optim][torch]") {
+TEST_CASE("float parameters follow torch.optim's double trajectory (adamw, clipped, to 1e-4)", "[optim][torch]") {
   const auto& ref = torch_reference();
   if (ref.is_null()) {
     WARN("skipped: no python3 with torch found at configure time (CTGRAPH_TORCH_PYTHON)");
