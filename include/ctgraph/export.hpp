@@ -47,6 +47,18 @@ struct graph_export {
 };
 
 namespace detail {
+// Nodes of compile(Outs{}...)'s graph once gradients are resolved, before planning: the
+// export table's capacity, without instantiating (and planning) that program.
+template <class... Outs>
+constexpr std::size_t resolved_size() {
+  builder b0;
+  desc_map seen;
+  std::vector<int> outs0;
+  (flatten_output<Outs>(b0, seen, outs0), ...);
+  std::vector<int> remap;
+  return static_cast<std::size_t>(resolve_grads(b0, remap, &op_info_of<add_op>).size());
+}
+
 template <std::size_t N, class... Outs>
 constexpr graph_export<N> make_graph_export() {
   builder b0;
@@ -94,8 +106,7 @@ constexpr graph_export<N> make_graph_export() {
 /// The node table of compile(Outs{}...)'s graph, forward and backward. Computed at compile
 /// time, and only where named (to_dot(), export_graph()), never by compile() itself.
 template <class... Outs>
-inline constexpr auto graph_export_of =
-    detail::make_graph_export<static_cast<std::size_t>(program<Outs...>::plan.graph_nodes), Outs...>();
+inline constexpr auto graph_export_of = detail::make_graph_export<detail::resolved_size<Outs...>(), Outs...>();
 
 /// The node table of the graph compile(e...) would plan: the same arguments (expressions
 /// and the cg::grads that grad(y, x1, x2, ...) returns).
@@ -107,6 +118,12 @@ constexpr const auto& export_graph(O...) {
 }
 
 namespace detail {
+// fmt::format with a format string checked at run time: g++ spends ~50 ms on each
+// compile-time check, and every string here is exercised by the tests.
+template <class... A>
+std::string format_rt(std::string_view f, const A&... a) {
+  return fmt::vformat(f, fmt::make_format_args(a...));
+}
 // The helpers below take their arguments as template parameters, so that their fmt calls
 // are dependent: a translation unit that includes this header but calls none of them
 // instantiates no fmt code (g++ checks a non-dependent format string where it is written).
@@ -142,14 +159,14 @@ std::string si(Real v) {
   const char* unit[] = {"", " k", " M", " G", " T"};
   int u = 0;
   while (v >= 1000 && u < 4) v /= 1000, ++u;
-  return u ? fmt::format("{:.2f}{}", v, unit[u]) : fmt::format("{:.0f}", v);
+  return u ? format_rt("{:.2f}{}", v, unit[u]) : format_rt("{:.0f}", v);
 }
 
 template <std::size_t N>
 std::string dot_text(const graph_export<N>& g) {
   std::string s;
   s += "digraph ctgraph {\n";
-  s += fmt::format(
+  s += format_rt(
       "  graph [rankdir=TB, fontname=\"Helvetica\", fontsize=10, labelloc=t, label=\"ctgraph: {} nodes, {} steps ({} "
       "elementwise loops)\\lblue: forward, orange: gradient (reverse sweep), gold: params, green: inputs\\l"
       "dashed box: nodes fused into one loop; double border: an output\\l\"];\n",
@@ -167,32 +184,32 @@ std::string dot_text(const graph_export<N>& g) {
     const char* fill = e.backward ? "#f9d2b4" : "#d6e6f5";
     if (e.cls == op_class::param || e.cls == op_class::input) {
       const bool p = e.cls == op_class::param;
-      label = fmt::format("{}\\n{} {}", dot_escape(std::string_view(e.name ? e.name : "")), e.op, shape_text(e.s));
+      label = format_rt("{}\\n{} {}", dot_escape(std::string_view(e.name ? e.name : "")), e.op, shape_text(e.s));
       fill = p ? "#f7e08b" : "#c9ecc9";
       extra = p ? ", shape=box" : ", shape=ellipse";
     } else if (e.cls == op_class::constant) {
-      label = fmt::format("{} {}", e.a.value(), shape_text(e.s));
+      label = format_rt("{} {}", e.a.value(), shape_text(e.s));
       fill = "#eeeeee";
       extra = ", shape=plaintext, style=\"\", fontsize=9";
     } else {
-      label = fmt::format("{} {}", e.op, shape_text(e.s));
+      label = format_rt("{} {}", e.op, shape_text(e.s));
       if (std::string_view(e.op) == "matmul" && (e.a.i[0] || e.a.i[1]))
         label += e.a.i[0] && e.a.i[1] ? "\\nA, B transposed" : e.a.i[0] ? "\\nA transposed" : "\\nB transposed";
-      if (e.step >= 0 && !clustered(e)) label += fmt::format("\\nstep {}", e.step);
+      if (e.step >= 0 && !clustered(e)) label += format_rt("\\nstep {}", e.step);
     }
-    if (e.type != dtype::f32) label += fmt::format(" {}", dtype_name(e.type));
+    if (e.type != dtype::f32) label += format_rt(" {}", dtype_name(e.type));
     if (e.output >= 0) {
-      label += fmt::format("\\noutput {}", e.output);
+      label += format_rt("\\noutput {}", e.output);
       extra += ", peripheries=2";
     }
-    return fmt::format("n{} [label=\"{}\", fillcolor=\"{}\"{}];\n", i, label, fill, extra);
+    return format_rt("n{} [label=\"{}\", fillcolor=\"{}\"{}];\n", i, label, fill, extra);
   };
   for (int f = 0; f < g.loops; ++f) {
     if (members[f] < 2) continue;
     int step = -1;
     for (int i = 0; i < g.count; ++i)
       if (g.nodes[i].fused == f) step = g.nodes[i].step;
-    s += fmt::format(
+    s += format_rt(
         "  subgraph cluster_fused_{} {{\n    label=\"fused loop {} (step {})\"; style=dashed; color=\"#888888\"; "
         "fontcolor=\"#555555\";\n",
         f, f, step);
@@ -208,7 +225,7 @@ std::string dot_text(const graph_export<N>& g) {
       bool again = false;  // x * x: one edge
       for (int j = 0; j < k; ++j) again |= e.in[j] == e.in[k];
       if (again) continue;
-      s += fmt::format("  n{} -> n{}{};\n", e.in[k], i, e.backward ? " [color=\"#c0642a\"]" : "");
+      s += format_rt("  n{} -> n{}{};\n", e.in[k], i, e.backward ? " [color=\"#c0642a\"]" : "");
     }
   }
   s += "}\n";
@@ -232,20 +249,20 @@ template <class Summary>
 std::string summary_table(const Summary& s) {
   auto w = decltype(s.params.size())(12);  // dependent: see above
   for (const auto& p : s.params) w = std::max(w, p.name.size());
-  std::string r = fmt::format("{:<{}}  {:<16}  {:>12}\n", "param", w, "shape", "count");
+  std::string r = format_rt("{:<{}}  {:<16}  {:>12}\n", "param", w, "shape", "count");
   r += std::string(w + 32, '-') + "\n";
   for (const auto& p : s.params)
-    r += fmt::format("{:<{}}  {:<16}  {:>12}\n", p.name, w, shape_text(p.s) + (p.type == dtype::f64 ? " f64" : ""),
-                     grouped(p.count));
+    r += format_rt("{:<{}}  {:<16}  {:>12}\n", p.name, w, shape_text(p.s) + (p.type == dtype::f64 ? " f64" : ""),
+                   grouped(p.count));
   r += std::string(w + 32, '-') + "\n";
-  r += fmt::format("{:<{}}  {:<16}  {:>12}\n", "total", w, fmt::format("{} params", s.params.size()),
-                   grouped(s.param_count));
-  r += fmt::format("param bytes:   {}\n", grouped(s.param_bytes));
-  r += fmt::format("arena bytes:   {} (intermediates without reuse: {})\n", grouped(s.arena_bytes),
-                   grouped(s.intermediate_bytes));
-  r += fmt::format("steps per run: {} ({} kernel calls, {} elementwise loops), from {} graph nodes\n", s.steps,
-                   s.kernel_steps, s.fused_loops, s.graph_nodes);
-  r += fmt::format("FLOPs per run: {} (matmul {}, other {})\n", si(s.flops()), si(s.matmul_flops), si(s.other_flops));
+  r += format_rt("{:<{}}  {:<16}  {:>12}\n", "total", w, format_rt("{} params", s.params.size()),
+                 grouped(s.param_count));
+  r += format_rt("param bytes:   {}\n", grouped(s.param_bytes));
+  r += format_rt("arena bytes:   {} (intermediates without reuse: {})\n", grouped(s.arena_bytes),
+                 grouped(s.intermediate_bytes));
+  r += format_rt("steps per run: {} ({} kernel calls, {} elementwise loops), from {} graph nodes\n", s.steps,
+                 s.kernel_steps, s.fused_loops, s.graph_nodes);
+  r += format_rt("FLOPs per run: {} (matmul {}, other {})\n", si(s.flops()), si(s.matmul_flops), si(s.other_flops));
   return r;
 }
 }  // namespace detail
