@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(g++ cmake make libboost-dev libfmt-dev catch2 libbenchmark-dev libopenblas-dev pkg-config)
+packages=(g++ cmake make libboost-dev libfmt-dev catch2 libbenchmark-dev libopenblas-dev pkg-config libcli11-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
