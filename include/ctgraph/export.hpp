@@ -20,18 +20,18 @@ namespace ctgraph {
 
 /// One node of an exported graph: the planner's node plus what the planner decided about it.
 struct export_node {
-  const char* op = "";  ///< op name: "matmul", "tanh", "param", "input", "constant", ...
-  op_class cls = op_class::kernel;
-  dtype type = dtype::f32;
-  shape s;                     ///< output shape
-  attr_t a;                    ///< attributes (a constant's value, matmul's transpose flags, ...)
-  int n_in = 0;                ///< number of operands
-  int in[3] = {-1, -1, -1};    ///< operands: indices into graph_export::nodes
-  const char* name = nullptr;  ///< leaves: the input's or param's name
-  bool backward = false;       ///< created by the reverse sweep of a grad(): a gradient node
-  int step = -1;               ///< index of the step computing it, in run order; -1: leaf or inlined constant
-  int fused = -1;              ///< index of the elementwise loop it runs in; -1: kernel step, leaf or constant
-  int output = -1;             ///< first position among compile()'s outputs; -1: not an output
+  const char* op = "";              ///< op name: "matmul", "tanh", "param", "input", "constant", ...
+  op_class cls = op_class::kernel;  ///< leaf (input, param), constant, elementwise or kernel
+  dtype type = dtype::f32;          ///< element type
+  shape s;                          ///< output shape
+  attr_t a;                         ///< attributes (a constant's value, matmul's transpose flags, ...)
+  int n_in = 0;                     ///< number of operands
+  int in[3] = {-1, -1, -1};         ///< operands: indices into graph_export::nodes
+  const char* name = nullptr;       ///< leaves: the input's or param's name
+  bool backward = false;            ///< created by the reverse sweep of a grad(): a gradient node
+  int step = -1;                    ///< index of the step computing it, in run order; -1: leaf or inlined constant
+  int fused = -1;                   ///< index of the elementwise loop it runs in; -1: kernel step, leaf or constant
+  int output = -1;                  ///< first position among compile()'s outputs; -1: not an output
 };
 
 /// A compiled graph as a flat table, for exports: the nodes a step computes (after pruning
@@ -269,10 +269,10 @@ std::string summary_table(const Summary& s) {
 
 /// One parameter in a summary.
 struct summary_param {
-  std::string name;  ///< "fc1.weight"
-  shape s;           ///< its shape
-  long count = 0;    ///< elements
-  dtype type = dtype::f32;
+  std::string name;         ///< "fc1.weight"
+  shape s;                  ///< its shape
+  long count = 0;           ///< elements
+  dtype type = dtype::f32;  ///< element type
 };
 
 /// What a compiled step holds and costs per run; see summary().
