@@ -4,6 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 extra="-DCTGRAPH_BENCH=OFF"
 [ -n "${CI:-}" ] && extra="$extra -DCTGRAPH_WERROR=ON"
-CMAKE_ARGS="$extra ${CMAKE_ARGS:-}" ./scripts/setup.sh
+EXTRA_PACKAGES="python3-torch ${EXTRA_PACKAGES:-}" CMAKE_ARGS="$extra ${CMAKE_ARGS:-}" ./scripts/setup.sh
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}  # no spinning threads on a shared CI machine
 ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j "${JOBS:-$(nproc)}"
