@@ -273,6 +273,11 @@ void save_tensors(std::span<const tensor_ref> tensors, const std::filesystem::pa
 }
 
 void load_tensors(std::span<const tensor_ref> tensors, const std::filesystem::path& path, const load_options& options) {
+  detail::load_tensors_ignoring(tensors, path, options, {});
+}
+
+void detail::load_tensors_ignoring(std::span<const tensor_ref> tensors, const std::filesystem::path& path,
+                                   const load_options& options, std::string_view ignored_prefix) {
   fd_guard fd(open_for_reading(path));
   const header h = read_header(fd.get(), path);
   std::map<std::string_view, const entry*> by_name;
@@ -296,8 +301,13 @@ void load_tensors(std::span<const tensor_ref> tensors, const std::filesystem::pa
     for (const auto& t : tensors) wanted[t.name] = 1;
     std::string extra;
     for (const auto& e : h.entries)
-      if (!wanted.count(e.name)) extra += (extra.empty() ? "" : ", ") + in_quotes(e.name);
-    fail(path, "unexpected tensors in the file (not in the parameter set): " + extra);
+      if (!wanted.count(e.name) && (ignored_prefix.empty() || !std::string_view(e.name).starts_with(ignored_prefix)))
+        extra += (extra.empty() ? "" : ", ") + in_quotes(e.name);
+    const bool with_state = std::any_of(tensors.begin(), tensors.end(),
+                                        [](const tensor_ref& t) { return t.name.starts_with(optimizer_state_prefix); });
+    if (!extra.empty())
+      fail(path, std::string("unexpected tensors in the file (not in the parameter set") +
+                     (with_state ? " or the optimizer's state): " : "): ") + extra);
   }
   for (std::size_t k = 0; k < tensors.size(); ++k)
     if (!read_at(fd.get(), tensors[k].data, found[k]->end - found[k]->begin, h.data_start + found[k]->begin, path))

@@ -304,3 +304,166 @@ TEST_CASE("checkpoints round-trip through PyTorch", "[checkpoint][torch]") {
   const auto md = cg::load_metadata(d / "theirs.safetensors");
   CHECK(md == cg::checkpoint_metadata{{"format", "pt"}, {"from", "torch"}});
 }
+
+namespace {
+// A small regression problem for the optimizer-state round trips: an MLP layer fit to targets.
+constexpr auto rx = cg::input<"x", float, 8, 3>;
+constexpr auto rt = cg::input<"t", float, 8, 2>;
+constexpr auto rW = cg::param<"fc.weight", float, 2, 3>;
+constexpr auto rb = cg::param<"fc.bias", float, 2>;
+constexpr auto rs = cg::param<"scale", double>;  // no gradient: never stepped, state stays zero
+constexpr auto rd = cg::tanh(cg::matmul(rx, cg::transpose(rW)) + rb) - rt;
+constexpr auto rloss = cg::mean(rd * rd);
+auto train_step() { return cg::compile(rloss, rs * rs, cg::grad(rloss, rW, rb)); }
+
+template <class Params>
+void init_regression(Params& p) {
+  auto w = p.template get<"fc.weight">();
+  for (std::size_t k = 0; k < w.size(); ++k) w[k] = static_cast<float>(0.4 * std::sin(1.7 * k + 0.2));
+  auto b = p.template get<"fc.bias">();
+  for (std::size_t k = 0; k < b.size(); ++k) b[k] = static_cast<float>(0.1 * std::cos(k + 0.3));
+  p.template get<"scale">()[0] = 1.25;
+}
+std::vector<float> regression_data(std::size_t n, double a) {
+  std::vector<float> r(n);
+  for (std::size_t k = 0; k < r.size(); ++k) r[k] = static_cast<float>(std::sin(a * k + 0.5));
+  return r;
+}
+template <class Params>
+std::string param_bytes(const Params& p) {
+  const auto* b = static_cast<const char*>(p.ptr(0));
+  return std::string(b, static_cast<std::size_t>(Params::total_bytes()));
+}
+
+// Steps `opt` on `params` `steps` times.
+template <class Step, class Params, class Opt>
+void train(Step& step, Params& params, Opt& opt, int steps) {
+  static const auto xs = regression_data(24, 0.9), ts = regression_data(16, 1.3);
+  for (int k = 0; k < steps; ++k) opt.step(params, step.run(params, cg::feed<"x">(xs), cg::feed<"t">(ts)));
+}
+
+// 10 steps straight == 5 steps, save(params, opt), load into a fresh set and optimizer, 5
+// steps: the params bit for bit. Without the state (a fresh optimizer on the loaded params)
+// the run differs, so the state is what makes the match.
+template <class MakeOpt>
+void check_resume(MakeOpt make) {
+  temp_dir d;
+  const auto path = d / "ckpt.safetensors";
+  auto step = train_step();
+  auto straight = cg::parameters_of(step);
+  init_regression(straight);
+  auto opt = make(straight);
+  train(step, straight, opt, 10);
+
+  auto first = cg::parameters_of(step);
+  init_regression(first);
+  auto opt1 = make(first);
+  train(step, first, opt1, 5);
+  cg::save(first, opt1, path, {{"step", "5"}});
+
+  auto resumed = cg::parameters_of(step);
+  auto opt2 = make(resumed);
+  cg::load(resumed, opt2, path);
+  train(step, resumed, opt2, 5);
+  CHECK(param_bytes(resumed) == param_bytes(straight));
+  train(step, first, opt1, 5);  // the saved optimizer itself, for good measure
+  CHECK(param_bytes(first) == param_bytes(straight));
+
+  auto weights_only = cg::parameters_of(step);
+  cg::load(weights_only, path);  // optimizer state ignored
+  auto fresh = make(weights_only);
+  train(step, weights_only, fresh, 5);
+  CHECK(param_bytes(weights_only) != param_bytes(straight));
+  CHECK(cg::load_metadata(path) == cg::checkpoint_metadata{{"step", "5"}});
+}
+}  // namespace
+
+TEST_CASE("save(params, opt) then load(params, opt): 5 + 5 steps equal 10, bit for bit", "[checkpoint][optim]") {
+  SECTION("adam") {
+    check_resume([](auto& p) { return cg::adam(p, {.lr = 0.05}); });
+  }
+  SECTION("adamw with amsgrad") {
+    check_resume([](auto& p) { return cg::adamw(p, {.lr = 0.05, .weight_decay = 0.1, .amsgrad = true}); });
+  }
+  SECTION("sgd with momentum") {
+    check_resume([](auto& p) { return cg::sgd(p, {.lr = 0.2, .momentum = 0.9, .dampening = 0.1}); });
+  }
+  SECTION("sgd with Nesterov momentum") {
+    check_resume([](auto& p) { return cg::sgd(p, {.lr = 0.2, .momentum = 0.9, .nesterov = true}); });
+  }
+}
+
+TEST_CASE("optimizer state: PyTorch's state keys under \"optimizer.<param>.\"", "[checkpoint][optim]") {
+  temp_dir d;
+  auto step = train_step();
+  auto p = cg::parameters_of(step);
+  init_regression(p);
+  cg::adam adam(p, {.lr = 0.05});
+  train(step, p, adam, 3);
+  std::vector<std::string> names;
+  adam.for_each_state([&](std::string name, cg::dtype, std::span<const int>, const void*) { names.push_back(name); });
+  CHECK(names == std::vector<std::string>{
+                     "optimizer.fc.weight.step", "optimizer.fc.weight.exp_avg", "optimizer.fc.weight.exp_avg_sq",
+                     "optimizer.fc.bias.step", "optimizer.fc.bias.exp_avg", "optimizer.fc.bias.exp_avg_sq",
+                     "optimizer.scale.step", "optimizer.scale.exp_avg", "optimizer.scale.exp_avg_sq"});
+  const auto path = d / "adam.safetensors";
+  cg::save(p, adam, path);
+  const std::string bytes = read_bytes(path);
+  CHECK(bytes.find("\"fc.weight\":{\"dtype\":\"F32\",\"shape\":[2,3]") != std::string::npos);
+  CHECK(bytes.find("\"optimizer.fc.weight.exp_avg\":{\"dtype\":\"F32\",\"shape\":[2,3]") != std::string::npos);
+  CHECK(bytes.find("\"optimizer.fc.weight.step\":{\"dtype\":\"F64\",\"shape\":[]") != std::string::npos);
+  CHECK(bytes.find("\"optimizer.scale.exp_avg\":{\"dtype\":\"F64\",\"shape\":[]") != std::string::npos);
+  double steps = 0;
+  const cg::tensor_ref t[] = {{"optimizer.fc.bias.step", cg::dtype::f64, {}, &steps}};
+  cg::load_tensors(t, path, {.allow_extra_tensors = true});
+  CHECK(steps == 3);
+
+  cg::sgd plain(p, {.lr = 0.1});  // no momentum: no state
+  std::size_t n = 0;
+  plain.for_each_state([&](auto&&...) { ++n; });
+  CHECK(n == 0);
+  cg::sgd heavy(p, {.lr = 0.1, .momentum = 0.5});
+  names.clear();
+  heavy.for_each_state([&](std::string name, cg::dtype type, std::span<const int> dims, void*) {
+    names.push_back(name);
+    if (name.ends_with("has_momentum_buffer")) CHECK((type == cg::dtype::i32 && dims.empty()));
+  });
+  CHECK(names.size() == 6);
+  CHECK(names[0] == "optimizer.fc.weight.momentum_buffer");
+  CHECK(names[1] == "optimizer.fc.weight.has_momentum_buffer");
+}
+
+TEST_CASE("load(params, opt): errors name the file and the tensor", "[checkpoint][optim][errors]") {
+  temp_dir d;
+  auto step = train_step();
+  auto p = cg::parameters_of(step);
+  init_regression(p);
+  cg::adam adam(p);
+  const auto path = d / "c.safetensors";
+  const std::string file = path.string();
+  SECTION("a file without optimizer state") {
+    cg::save(p, path);
+    CHECK_THROWS_WITH(cg::load(p, adam, path),
+                      Catch::Contains(file) && Catch::Contains("missing tensor \"optimizer.fc.weight.step\""));
+  }
+  SECTION("another optimizer's state") {
+    cg::sgd sgd(p, {.lr = 0.1, .momentum = 0.9});
+    cg::save(p, sgd, path);
+    CHECK_THROWS_WITH(cg::load(p, adam, path), Catch::Contains(file) && Catch::Contains("missing tensor"));
+    cg::adam ams(p, {.amsgrad = true});
+    cg::save(p, ams, path);
+    CHECK_THROWS_WITH(cg::load(p, adam, path),
+                      Catch::Contains(file) &&
+                          Catch::Contains("unexpected tensors in the file (not in the parameter set or the optimizer's "
+                                          "state): \"optimizer.fc.weight.max_exp_avg_sq\""));
+    CHECK_NOTHROW(cg::load(p, adam, path, {.allow_extra_tensors = true}));
+    CHECK_NOTHROW(cg::load(p, path));  // weights only
+  }
+  SECTION("extra tensors other than optimizer state are still errors for load(params, path)") {
+    auto big = cg::parameters_of(bigger_model());
+    cg::save(big, path);
+    auto small = cg::parameters_of(model());
+    CHECK_THROWS_WITH(cg::load(small, path), Catch::Contains("unexpected tensors in the file (not in the parameter "
+                                                             "set): \"extra.bias\""));
+  }
+}

@@ -15,7 +15,9 @@ std::optional<int> parse_flags(int argc, char** argv, spiral_flags& f) {
                  "Save OUT/checkpoint.safetensors every K epochs and at the end (0: never)")
       ->check(CLI::Range(0, 100'000'000))
       ->capture_default_str();
-  app.add_option("--resume", f.resume, "Start from the params of this checkpoint (a .safetensors file)")
+  app.add_option("--resume", f.resume,
+                 "Start from this checkpoint (written by --save-every: params and Adam's state), "
+                 "then run --epochs more epochs")
       ->check(CLI::ExistingFile);
   try {
     app.parse(argc, argv);

@@ -12,7 +12,7 @@ struct spiral_flags {
   std::uint64_t seed = 1;          // seeds the data, its shuffle and the initial params
   std::string out = "spiral-out";  // folder for loss.csv, loss.svg, spiral.dot, checkpoints
   int save_every = 0;              // save a checkpoint every K epochs and at the end (0: never)
-  std::string resume;              // start from this checkpoint's params (empty: from init)
+  std::string resume;              // start from this checkpoint's params and Adam state (empty: from init)
 };
 
 // Parses argv into `f`. Returns the code to exit with after --help or a bad flag (CLI11 has

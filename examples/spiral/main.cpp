@@ -8,12 +8,14 @@
 //
 // Writes DIR/loss.csv (epoch, train_loss, train_acc, heldout_acc), DIR/loss.svg when
 // gnuplot is on the PATH, DIR/spiral.dot (the graph, forward and backward) and, every K
-// epochs and at the end when K > 0, DIR/checkpoint.safetensors (the params, PyTorch's
-// state_dict names). --resume starts from such a file: its params, then epochs numbered on
-// from the saved one, appended to DIR/loss.csv if it exists (Adam's moments are not saved:
-// they start again from zero). Exits
-// non-zero when the held-out accuracy is below 95%. A run is a function of its flags: the
-// same seed gives the same loss.csv, bit for bit.
+// epochs and at the end when K > 0, DIR/checkpoint.safetensors (the params under PyTorch's
+// state_dict names, Adam's state under "optimizer.<param>.step/exp_avg/exp_avg_sq", the
+// epoch and seed in its metadata). --resume starts from such a file: its params and Adam's
+// state, then N more epochs numbered on from the saved one (the learning rate's schedule,
+// if any, continues from there), appended to DIR/loss.csv if it exists. Exits non-zero when
+// the held-out accuracy is below 95%. A run is a function of its flags: the same seed gives
+// the same loss.csv, bit for bit, and stopping after K epochs then resuming with the same
+// seed and lr gives the loss.csv of not stopping.
 #include <unistd.h>
 
 #include <algorithm>
@@ -170,10 +172,15 @@ int main(int argc, char** argv) {
   auto eval = cg::compile(logits_heldout);
   auto params = cg::parameters_of(step);
   cg::init(params, seed);
+  cg::adam opt(params, {.lr = lr});
+  // The learning rate of each epoch, a function of the epoch's number: constant here; a
+  // schedule whose shape depends on the run's length (cosine_warmup_lr's total_steps) needs
+  // the same total on a resumed run as on the run it resumes.
+  const cg::constant_lr schedule{.lr = lr};
   int first_epoch = 1;
   if (!resume.empty()) {
     try {
-      cg::load(params, resume);
+      cg::load(params, opt, resume);  // the params and Adam's moments and step counts
       for (const auto& [key, value] : cg::load_metadata(resume))
         if (key == "epoch") first_epoch = std::stoi(value) + 1;
     } catch (const std::exception& e) {
@@ -183,7 +190,6 @@ int main(int argc, char** argv) {
     std::printf("resumed from %s at epoch %d\n", resume.c_str(), first_epoch);
   }
   const int last_epoch = first_epoch + epochs - 1;
-  cg::adam opt(params, {.lr = lr});
 
   const fs::path out = out_dir;
   std::error_code ec;
@@ -209,7 +215,7 @@ int main(int argc, char** argv) {
   const fs::path checkpoint = out / "checkpoint.safetensors";
   auto save = [&](int epoch) {
     try {
-      cg::save(params, checkpoint, {{"epoch", std::to_string(epoch)}, {"seed", std::to_string(seed)}});
+      cg::save(params, opt, checkpoint, {{"epoch", std::to_string(epoch)}, {"seed", std::to_string(seed)}});
     } catch (const std::exception& e) {
       std::fprintf(stderr, "\nspiral: %s\n", e.what());
       std::exit(2);
@@ -223,6 +229,7 @@ int main(int argc, char** argv) {
     auto r = step.run(params, cg::feed<"x">(train_x), cg::feed<"y">(train_y));
     train_loss = static_cast<float>(r[loss]);
     train_acc = accuracy(r[logits], train_y.data(), n_train);  // before this epoch's update
+    opt.set_lr(schedule.lr_at(epoch - 1));  // epochs count on across a resume, and so does the schedule
     opt.step(params, r);
     auto e = eval.run(params, cg::feed<"x_heldout">(heldout_x));
     heldout_acc = accuracy(e[logits_heldout], heldout_y, n_heldout);

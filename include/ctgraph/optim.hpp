@@ -20,13 +20,23 @@
 // each gradient by min(1, m / (norm + 1e-6)) as it is read, which is what
 // torch.nn.utils.clip_grad_norm_(params, m) followed by optimizer.step() computes. The arena
 // is never written.
+//
+// State: each optimizer lists its state as named tensors through for_each_state(f), with
+// PyTorch's optimizer state_dict keys flattened under the param's name ("optimizer." + param
+// name + "." + key, e.g. "optimizer.fc1.weight.exp_avg"); cg::save(params, opt, path) and
+// cg::load(params, opt, path) (ctgraph/checkpoint.hpp) store it beside the params, so that a
+// run resumed from a checkpoint continues bit for bit. Hyper-parameters (options(), lr())
+// are not state: they are the caller's, as the schedule is.
 #pragma once
 #include <array>
 #include <cmath>
 #include <cstddef>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "compile.hpp"
@@ -80,6 +90,7 @@ class state_buffer {
   T* at(std::size_t k) {
     return reinterpret_cast<T*>(data_.get() + parameters<P>::offset(k));
   }
+  void* raw(std::size_t k) const { return data_.get() + parameters<P>::offset(k); }
 
  private:
   aligned_bytes data_;
@@ -94,6 +105,22 @@ inline void check_nonnegative(const char* optimizer, const char* what, double va
 }
 inline void check_beta(const char* optimizer, const char* what, double value) {
   if (!(value >= 0 && value < 1)) bad_option(optimizer, what, value);
+}
+
+// The name of param k's state tensor `key`: "optimizer.<param name>.<key>".
+template <class P>
+std::string state_name(std::size_t k, std::string_view key) {
+  std::string r = "optimizer.";
+  r += parameters<P>::entries[k].name;
+  r += '.';
+  r += key;
+  return r;
+}
+// The dims of param k.
+template <class P>
+std::span<const int> param_dims(std::size_t k) {
+  const auto& e = parameters<P>::entries[k];
+  return {e.s.d, static_cast<std::size_t>(e.s.rank)};
 }
 }  // namespace detail
 
@@ -154,7 +181,7 @@ class sgd {
       const T c = static_cast<T>(coef), lr = static_cast<T>(o_.lr), wd = static_cast<T>(o_.weight_decay);
       const T mom = static_cast<T>(o_.momentum), damp = static_cast<T>(1 - o_.dampening);
       T* b = buf_ ? buf_->template at<T>(k) : nullptr;
-      const bool first = !started_[k];
+      const bool first = started_[k] == 0;
       for (std::size_t i = 0; i < n; ++i) {
         T d = coef != 1 ? g[i] * c : g[i];
         if (o_.weight_decay != 0) d = d + wd * p[i];
@@ -164,9 +191,27 @@ class sgd {
         }
         p[i] = p[i] - lr * d;
       }
-      started_[k] = true;
+      started_[k] = 1;
     });
     return norm;
+  }
+
+  /// Lists the optimizer's state, the tensors a resumed run needs to continue bit for bit:
+  /// with momentum != 0, per param p (in the set's order) "optimizer.<p>.momentum_buffer"
+  /// (p's dtype and dims; torch.optim.SGD's state key) and "optimizer.<p>.has_momentum_buffer"
+  /// (an I32 scalar, 1 once p has been stepped: PyTorch's buffer is None until then, and the
+  /// first step sets it to the gradient instead of decaying it); with momentum == 0, nothing.
+  /// @param f called as f(std::string name, dtype type, std::span<const int> dims, void* data),
+  ///          `data` pointing at the state itself (read it to save, write it to load)
+  template <class F>
+  void for_each_state(F&& f) {
+    visit_state(*this, f);
+  }
+  /// As for_each_state(F&&), with `data` a const void*.
+  /// @param f called as f(std::string name, dtype type, std::span<const int> dims, const void* data)
+  template <class F>
+  void for_each_state(F&& f) const {
+    visit_state(*this, f);
   }
   /// The learning rate the next step uses.
   double lr() const { return o_.lr; }
@@ -177,9 +222,21 @@ class sgd {
   const sgd_options& options() const { return o_; }
 
  private:
+  template <class Self, class F>
+  static void visit_state(Self& self, F& f) {
+    using ptr = std::conditional_t<std::is_const_v<Self>, const void*, void*>;
+    if (!self.buf_) return;
+    for (std::size_t k = 0; k < parameters<P>::count; ++k) {
+      f(detail::state_name<P>(k, "momentum_buffer"), parameters<P>::entries[k].type, detail::param_dims<P>(k),
+        static_cast<ptr>(self.buf_->raw(k)));
+      f(detail::state_name<P>(k, "has_momentum_buffer"), dtype::i32, std::span<const int>(),
+        static_cast<ptr>(&self.started_[k]));
+    }
+  }
+
   sgd_options o_;
   std::optional<detail::state_buffer<P>> buf_;
-  std::array<bool, parameters<P>::count + 1> started_{};
+  std::array<int, parameters<P>::count + 1> started_{};  // int, not bool: saved as I32
 };
 
 // ---------------------------------------------------------------- Adam, AdamW
@@ -221,8 +278,8 @@ class adam_impl {
     const double coef = clip_coefficient(norm, so.max_grad_norm);
     const double b1 = o_.betas[0], b2 = o_.betas[1];
     for_each_grad(params, out, [&]<class T>(std::size_t k, T* p, const T* g, std::size_t n) {
-      const long t = ++steps_[k];
-      const double bc1 = 1 - std::pow(b1, static_cast<double>(t)), bc2 = 1 - std::pow(b2, static_cast<double>(t));
+      const double t = ++steps_[k];
+      const double bc1 = 1 - std::pow(b1, t), bc2 = 1 - std::pow(b2, t);
       const T step_size = static_cast<T>(o_.lr / bc1), bc2_sqrt = static_cast<T>(std::sqrt(bc2));
       const T c = static_cast<T>(coef), wd = static_cast<T>(o_.weight_decay), eps = static_cast<T>(o_.eps);
       const T decay = static_cast<T>(1 - o_.lr * o_.weight_decay);
@@ -248,12 +305,27 @@ class adam_impl {
     });
     return norm;
   }
+
+  template <class Self, class F>
+  static void visit_state(Self& self, F& f) {
+    using ptr = std::conditional_t<std::is_const_v<Self>, const void*, void*>;
+    for (std::size_t k = 0; k < parameters<P>::count; ++k) {
+      const dtype t = parameters<P>::entries[k].type;
+      const auto dims = param_dims<P>(k);
+      f(state_name<P>(k, "step"), dtype::f64, std::span<const int>(), static_cast<ptr>(&self.steps_[k]));
+      f(state_name<P>(k, "exp_avg"), t, dims, static_cast<ptr>(self.m_.raw(k)));
+      f(state_name<P>(k, "exp_avg_sq"), t, dims, static_cast<ptr>(self.v_.raw(k)));
+      if (self.max_v_) f(state_name<P>(k, "max_exp_avg_sq"), t, dims, static_cast<ptr>(self.max_v_->raw(k)));
+    }
+  }
+
   Options o_;
 
  private:
   state_buffer<P> m_, v_;
   std::optional<state_buffer<P>> max_v_;
-  std::array<long, parameters<P>::count + 1> steps_{};
+  // Steps taken per param, a double as PyTorch's "step" tensor (exact up to 2^53).
+  std::array<double, parameters<P>::count + 1> steps_{};
 };
 }  // namespace detail
 
@@ -286,6 +358,24 @@ class adam {
   /// The hyper-parameters in use.
   const adam_options& options() const { return impl_.o_; }
 
+  /// Lists the optimizer's state, the tensors a resumed run needs to continue bit for bit:
+  /// per param p (in the set's order), torch.optim.Adam's state keys "optimizer.<p>.step" (an
+  /// F64 scalar, the steps p has taken: PyTorch's float "step" tensor), "optimizer.<p>.exp_avg"
+  /// and "optimizer.<p>.exp_avg_sq" (p's dtype and dims), and with amsgrad
+  /// "optimizer.<p>.max_exp_avg_sq".
+  /// @param f called as f(std::string name, dtype type, std::span<const int> dims, void* data),
+  ///          `data` pointing at the state itself (read it to save, write it to load)
+  template <class F>
+  void for_each_state(F&& f) {
+    decltype(impl_)::visit_state(impl_, f);
+  }
+  /// As for_each_state(F&&), with `data` a const void*.
+  /// @param f called as f(std::string name, dtype type, std::span<const int> dims, const void* data)
+  template <class F>
+  void for_each_state(F&& f) const {
+    decltype(impl_)::visit_state(impl_, f);
+  }
+
  private:
   detail::adam_impl<P, adam_options, false> impl_;
 };
@@ -315,6 +405,24 @@ class adamw {
   void set_lr(double lr) { impl_.o_.lr = lr; }
   /// The hyper-parameters in use.
   const adamw_options& options() const { return impl_.o_; }
+
+  /// Lists the optimizer's state, the tensors a resumed run needs to continue bit for bit:
+  /// per param p (in the set's order), torch.optim.AdamW's state keys "optimizer.<p>.step" (an
+  /// F64 scalar, the steps p has taken: PyTorch's float "step" tensor), "optimizer.<p>.exp_avg"
+  /// and "optimizer.<p>.exp_avg_sq" (p's dtype and dims), and with amsgrad
+  /// "optimizer.<p>.max_exp_avg_sq".
+  /// @param f called as f(std::string name, dtype type, std::span<const int> dims, void* data),
+  ///          `data` pointing at the state itself (read it to save, write it to load)
+  template <class F>
+  void for_each_state(F&& f) {
+    decltype(impl_)::visit_state(impl_, f);
+  }
+  /// As for_each_state(F&&), with `data` a const void*.
+  /// @param f called as f(std::string name, dtype type, std::span<const int> dims, const void* data)
+  template <class F>
+  void for_each_state(F&& f) const {
+    decltype(impl_)::visit_state(impl_, f);
+  }
 
  private:
   detail::adam_impl<P, adamw_options, true> impl_;
