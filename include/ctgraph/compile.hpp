@@ -82,10 +82,10 @@ constexpr int index_within() {
     return std::is_same_v<E, O> ? 0 : -1;
   }
 }
-// Position of expression E among the outputs of compile(O...), or -1.
-template <class E, class... O>
-constexpr int output_position() {
-  constexpr int at[] = {index_within<E, O>()...};
+// Position among the outputs of compile(O...) of the first match, given for each argument the
+// index of its match within that argument (-1: none); -1 when no argument matches.
+template <class... O>
+constexpr int position_among_outputs(const int* at) {
   constexpr std::size_t count[] = {output_count<O>()...};
   int pos = 0;
   for (std::size_t k = 0; k < sizeof...(O); ++k) {
@@ -93,6 +93,12 @@ constexpr int output_position() {
     pos += static_cast<int>(count[k]);
   }
   return -1;
+}
+// Position of expression E among the outputs of compile(O...), or -1.
+template <class E, class... O>
+constexpr int output_position() {
+  constexpr int at[] = {index_within<E, O>()...};
+  return position_among_outputs<O...>(at);
 }
 // Whether X is the param leaf named `name`.
 template <class X>
@@ -117,8 +123,9 @@ constexpr int grad_within(const char* name) {
       return -1;
     }(static_cast<O*>(nullptr));
   } else if constexpr (is_grad_expr<O>::value) {
-    return [name]<class Y, class X>(grad_expr<Y, X>*) { return is_param_named<X>(name) ? 0 : -1; }(
-        static_cast<O*>(nullptr));
+    return [name]<class Y, class X>(grad_expr<Y, X>*) {
+      return is_param_named<X>(name) ? 0 : -1;
+    }(static_cast<O*>(nullptr));
   } else {
     return -1;
   }
@@ -127,13 +134,7 @@ constexpr int grad_within(const char* name) {
 template <class... O>
 constexpr int grad_position(const char* name) {
   const int at[] = {grad_within<O>(name)...};
-  constexpr std::size_t count[] = {output_count<O>()...};
-  int pos = 0;
-  for (std::size_t k = 0; k < sizeof...(O); ++k) {
-    if (at[k] >= 0) return pos + at[k];
-    pos += static_cast<int>(count[k]);
-  }
-  return -1;
+  return position_among_outputs<O...>(at);
 }
 /// Flattens compile()'s arguments and plans the graph.
 template <class... Outs>
@@ -241,7 +242,7 @@ std::array<int, R> dims_array(const shape& s) {
 template <class Program>
 class parameters {
  public:
-  static constexpr std::size_t count = Program::sizes.params;    ///< The number of params.
+  static constexpr std::size_t count = Program::sizes.params;   ///< The number of params.
   static constexpr const auto& entries = Program::plan.params;  ///< Name, element type and shape of each param.
 
   /// Allocates every param, zero-filled.
@@ -327,7 +328,7 @@ class results;
 template <class Program>
 class step {
  public:
-  using program = Program;                           ///< The planned graph.
+  using program = Program;                            ///< The planned graph.
   static constexpr const auto& plan = Program::plan;  ///< The plan this step runs.
   static constexpr auto sizes = Program::sizes;       ///< Sizes of the plan's arrays.
 
