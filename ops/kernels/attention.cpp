@@ -148,10 +148,11 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
       blocks::pack_b(false, v + idx(bh) * N * D, D, 0, N, 0, D, Vb + bh * vb_head);
     }
     static thread_local blocks::scratch<T> local;
-    T* S = local.get(std::size_t(BQ) * BK + std::size_t(BQ) * Dp + 2 * BQ);
+    T* S = local.get(std::size_t(BQ) * BK + std::size_t(BQ) * Dp + std::size_t(BQ) * D + std::size_t(BQ) * (W + 1));
     T* Oacc = S + BQ * BK;
-    T* m = Oacc + idx(BQ) * Dp;
-    T* l = m + BQ;
+    T* Qp = Oacc + idx(BQ) * Dp;  // the query tile, scaled by scale log2(e), as A panels
+    T* m = Qp + idx(BQ) * D;      // running row max (log2 units)
+    T* l = m + BQ;                // running row sums, W lanes per row
     std::fill(S, S + BQ * BK, T(0));
     const V lane = iota<T>();
 
@@ -164,13 +165,15 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
       const int kend = s.causal ? visible_keys(s, i0 + br - 1) : N;  // no row sees a key past this
       const int kfull = s.causal ? visible_keys(s, i0) : N;          // every row sees the keys before this
       std::fill(m, m + br, ninf);
-      std::fill(l, l + br, T(0));
+      std::fill(l, l + idx(br) * W, T(0));
       std::fill(Oacc, Oacc + idx(br) * Dp, T(0));
+      blocks::pack_a<T>(false, Q, D, 0, br, 0, D, Qp);
+      for (idx e = 0, ne = idx(round_up(br, blocks::tile<T>::MR)) * D; e < ne; ++e) Qp[e] *= scale2;
       for (int j0 = 0; j0 < kend; j0 += BK) {
         const int bc = std::min(BK, kend - j0);
         // S = scale log2(e) Q K^T (br x bc)
-        blocks::macro_kernel_strided<T>(br, bc, D, Q, D, 1, Kt + bh * kt_head + idx(j0) * D, idx(D) * NR, S, BK, scale2,
-                                        T(0));
+        const T* Kt_j = Kt + bh * kt_head + idx(j0) * D;
+        blocks::macro_kernel<T>(br, bc, D, Qp, Kt_j, S, BK, T(1), T(0));
         const bool masked = j0 + bc > kfull;
         for (int r = 0; r < br; ++r) {
           T* row = S + r * BK;
@@ -178,6 +181,27 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
           if (n == 0) {
             std::fill(row, row + round_up(bc, W), T(0));
             continue;
+          }
+          // One pass: p = 2^(s - m) against the running max m of the earlier tiles, which needs no
+          // rescaling of Oacc and l. It stays exact while no score exceeds m by more than 64 (p <= 2^64),
+          // the usual case; the first tile of a row, or a tile that breaks the bound (its scores are
+          // recomputed), takes the two-pass path that moves m to the new max.
+          if (m[r] != ninf) {
+            const V vm = simd::splat(m[r]);
+            V vsum{}, vmax = simd::splat(ninf);
+            for (int j = 0; j < bc; j += W) {
+              V x = simd::loadu(row + j) - vm;
+              if (j + W > n) x = lane + T(j) < T(n) ? x : simd::splat(ninf);
+              vmax = simd::max<T>(vmax, x);
+              const V p = simd::exp2_softmax(x);
+              simd::storeu(row + j, p);
+              vsum += p;
+            }
+            if (!simd::any_greater<T>(vmax, T(64))) {
+              simd::storeu(l + idx(r) * W, simd::loadu(l + idx(r) * W) + vsum);
+              continue;
+            }
+            blocks::macro_kernel_strided<T>(1, bc, D, Q + idx(r) * D, D, 1, Kt_j, idx(D) * NR, row, BK, scale2, T(0));
           }
           V vmax = simd::splat(ninf);
           for (int j = 0; j < n; j += W) {
@@ -190,12 +214,12 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
           const V vm = simd::splat(m_new);
           V vsum{};
           for (int j = 0; j < bc; j += W) {
-            V p = simd::exp2_nonpositive(simd::loadu(row + j) - vm);
+            V p = simd::exp2_softmax(simd::loadu(row + j) - vm);
             if (j + W > n) p = lane + T(j) < T(n) ? p : V{};
             simd::storeu(row + j, p);
             vsum += p;
           }
-          l[r] = l[r] * c + simd::hsum<T>(vsum);
+          simd::storeu(l + idx(r) * W, simd::loadu(l + idx(r) * W) * simd::splat(c) + vsum);
           m[r] = m_new;
           if (c != T(1)) {
             const V vc = simd::splat(c);
@@ -210,9 +234,10 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
       T* O = o + (idx(bh) * L + i0) * D;
       T* LSE = lse + idx(bh) * L + i0;
       for (int r = 0; r < br; ++r) {
-        const T inv = l[r] > T(0) ? T(1) / l[r] : T(0);
+        const T sum = simd::hsum<T>(simd::loadu(l + idx(r) * W));
+        const T inv = sum > T(0) ? T(1) / sum : T(0);
         for (int d = 0; d < D; ++d) O[idx(r) * D + d] = Oacc[idx(r) * Dp + d] * inv;
-        LSE[r] = l[r] > T(0) ? (m[r] + std::log2(l[r])) * T(0.69314718055994530942) : ninf;
+        LSE[r] = sum > T(0) ? (m[r] + std::log2(sum)) * T(0.69314718055994530942) : ninf;
       }
     }
   }
@@ -312,7 +337,7 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
           }
           const V vl = simd::splat(LSE[r] * T(1.4426950408889634074)), vd = simd::splat(Di[r]);
           for (int j = 0; j < bc; j += W) {
-            V p = simd::exp2_nonpositive(simd::loadu(prow + j) - vl);
+            V p = simd::exp2_softmax(simd::loadu(prow + j) - vl);
             if (j + W > n) p = lane + T(j) < T(n) ? p : V{};
             simd::storeu(prow + j, p);
             simd::storeu(drow + j, p * (simd::loadu(drow + j) - vd));

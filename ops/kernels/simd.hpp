@@ -66,6 +66,16 @@ template <class T>
   for (int i = 0; i < width<T>; ++i) s += v[i];
   return s;
 }
+/// True if some lane of v exceeds s (NaN lanes do not).
+template <class T>
+[[gnu::always_inline]] inline bool any_greater(vec<T> v, T s) {
+  const auto gt = v > splat(s);  // lanes of all ones or zeros
+  std::uint64_t words[sizeof gt / 8];
+  std::memcpy(words, &gt, sizeof gt);
+  std::uint64_t any = 0;
+  for (auto w : words) any |= w;
+  return any != 0;
+}
 template <class T>
 [[gnu::always_inline]] inline T hmax(vec<T> v) {
   T s = v[0];
@@ -96,24 +106,25 @@ template <class T>
   return t < -126.f ? vfloat{} : r;
 }
 
-/// 2^x for float lanes with x <= 0 (the softmax case, after subtracting the row max): n = round(x),
-/// f = x - n in [-1/2, 1/2], 2^f by a degree-5 polynomial (relative error < 3e-6), 2^n built in the
-/// exponent bits; x < -126 (including -inf) gives exactly 0. 13 vector operations.
-[[gnu::always_inline]] inline vfloat exp2_nonpositive(vfloat x) {
-  const vfloat shifter = splat(12582912.f);  // 1.5 * 2^23: x + shifter holds round(x) in its low bits
+/// 2^x for float lanes with x < 127 (the softmax case: scores minus a running max): n = round(x),
+/// f = x - n in [-1/2, 1/2], 2^f by a degree-4 minimax polynomial (relative error < 3e-6), 2^n written
+/// into the exponent bits. x below -126.5 (including -inf) gives exactly 0; NaN stays NaN. 10 vector
+/// operations.
+[[gnu::always_inline]] inline vfloat exp2_softmax(vfloat x) {
+  x = x < -127.f ? splat(-127.f) : x;        // n = -127 makes the exponent field, and the result, 0
+  const vfloat shifter = splat(12583039.f);  // 1.5 * 2^23 + 127: y's low bits hold round(x) + 127
   const vfloat y = x + shifter;
   const vfloat f = x - (y - shifter);
-  vfloat p = splat(1.3333558e-3f) * f + 9.6181291e-3f;  // ln2^k / k!
-  p = p * f + 5.5504109e-2f;
-  p = p * f + 2.4022651e-1f;
-  p = p * f + 6.9314718e-1f;
-  p = p * f + 1.f;
+  vfloat p = splat(9.57010128e-3f) * f + 5.59178628e-2f;
+  p = p * f + 2.40247443e-1f;
+  p = p * f + 6.93121791e-1f;
+  p = p * f + 9.99999285e-1f;
   vint32 bits;
   std::memcpy(&bits, &y, sizeof bits);
-  bits = (bits << 23) + (127 << 23);  // the shifter's own bits leave through the top
+  bits <<= 23;  // round(x) + 127 lands in the exponent field; the shifter's own bits leave through the top
   vfloat two_n;
   std::memcpy(&two_n, &bits, sizeof two_n);
-  return x < -126.f ? vfloat{} : p * two_n;
+  return p * two_n;
 }
 
 /// exp(x) for double lanes: the same reduction, degree-11 polynomial (relative error ~1e-16).
@@ -135,7 +146,7 @@ template <class T>
   return t < -1022. ? vdouble{} : r;
 }
 
-/// 2^x for double lanes with x <= 0: exp of x ln 2 (full double accuracy).
-[[gnu::always_inline]] inline vdouble exp2_nonpositive(vdouble x) { return exp(x * 0.69314718055994530942); }
+/// 2^x for double lanes with x < 1023: exp of x ln 2 (full double accuracy).
+[[gnu::always_inline]] inline vdouble exp2_softmax(vdouble x) { return exp(x * 0.69314718055994530942); }
 
 }  // namespace ctgraph::kernels::simd
