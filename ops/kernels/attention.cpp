@@ -107,7 +107,10 @@ struct attn_tiles {
   static_assert(BQ % blocks::tile<T>::MR == 0 && BK % blocks::tile<T>::NR == 0 && BK % blocks::tile<T>::MR == 0);
 };
 
-inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
+template <class I>
+I round_up(I x, I m) {
+  return (x + m - 1) / m * m;
+}
 
 template <class T>
 simd::vec<T> iota() {
@@ -134,19 +137,20 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
   const int Dp = round_up(D, NR);
   const idx kt_head = idx(round_up(N, NR)) * D;  // K^T panels of one head: ceil(N/NR) x (D x NR)
   const idx vb_head = idx(Dp) * N;               // V panels of one head: Dp/NR x (N x NR)
-  static thread_local blocks::scratch<T> shared;
-  T* Kt = shared.get(std::size_t(BH) * (kt_head + vb_head));
-  T* Vb = Kt + idx(BH) * kt_head;
   const int nqb = (L + BQ - 1) / BQ;
   const idx items = idx(BH) * nqb;
+  // Whole heads per chunk when there are enough of them: a thread packs K and V of a head once, into
+  // its own buffer, and uses them while they are hot. With few heads, the query tiles of a head are
+  // shared out, and each thread packs the heads it visits.
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const int chunk = BH >= 4 * threads ? nqb : 1;
 
-#pragma omp parallel
+#pragma omp parallel num_threads(threads)
   {
-#pragma omp for schedule(static)
-    for (int bh = 0; bh < BH; ++bh) {
-      blocks::pack_b(true, k + idx(bh) * N * D, D, 0, D, 0, N, Kt + bh * kt_head);
-      blocks::pack_b(false, v + idx(bh) * N * D, D, 0, N, 0, D, Vb + bh * vb_head);
-    }
+    static thread_local blocks::scratch<T> head;
+    T* Kt = head.get(std::size_t(kt_head + vb_head));  // K^T and V panels of the head at hand
+    T* Vb = Kt + kt_head;
+    int packed = -1;
     static thread_local blocks::scratch<T> local;
     T* S = local.get(std::size_t(BQ) * BK + std::size_t(BQ) * Dp + std::size_t(BQ) * D + std::size_t(BQ) * (W + 1));
     T* Oacc = S + BQ * BK;
@@ -156,10 +160,15 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
     std::fill(S, S + BQ * BK, T(0));
     const V lane = iota<T>();
 
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, chunk)
     for (idx item = 0; item < items; ++item) {
       const int bh = int(item / nqb);
       const int qb = nqb - 1 - int(item % nqb);  // longest (causal) blocks first
+      if (bh != packed) {
+        blocks::pack_b(true, k + idx(bh) * N * D, D, 0, D, 0, N, Kt);
+        blocks::pack_b(false, v + idx(bh) * N * D, D, 0, N, 0, D, Vb);
+        packed = bh;
+      }
       const int i0 = qb * BQ, br = std::min(BQ, L - i0);
       const T* Q = q + (idx(bh) * L + i0) * D;
       const int kend = s.causal ? visible_keys(s, i0 + br - 1) : N;  // no row sees a key past this
@@ -172,7 +181,7 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
       for (int j0 = 0; j0 < kend; j0 += BK) {
         const int bc = std::min(BK, kend - j0);
         // S = scale log2(e) Q K^T (br x bc)
-        const T* Kt_j = Kt + bh * kt_head + idx(j0) * D;
+        const T* Kt_j = Kt + idx(j0) * D;
         blocks::macro_kernel<T>(br, bc, D, Qp, Kt_j, S, BK, T(1), T(0));
         const bool masked = j0 + bc > kfull;
         for (int r = 0; r < br; ++r) {
@@ -228,8 +237,7 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
           }
         }
         // Oacc += P V (br x Dp)
-        blocks::macro_kernel_strided<T>(br, Dp, bc, S, BK, 1, Vb + bh * vb_head + idx(j0) * NR, idx(N) * NR, Oacc, Dp,
-                                        T(1), T(1));
+        blocks::macro_kernel_strided<T>(br, Dp, bc, S, BK, 1, Vb + idx(j0) * NR, idx(N) * NR, Oacc, Dp, T(1), T(1));
       }
       T* O = o + (idx(bh) * L + i0) * D;
       T* LSE = lse + idx(bh) * L + i0;
@@ -251,10 +259,12 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
   constexpr int BQ = attn_tiles<T>::BQ, BK = attn_tiles<T>::BK;
   const int L = s.q_len, N = s.kv_len, D = s.head_dim, BH = s.batch * s.heads;
   if (BH <= 0 || D <= 0) return;
-  std::fill(dq, dq + idx(BH) * std::max(L, 0) * D, T(0));
-  std::fill(dk, dk + idx(BH) * std::max(N, 0) * D, T(0));
-  std::fill(dv, dv + idx(BH) * std::max(N, 0) * D, T(0));
-  if (L <= 0 || N <= 0) return;
+  if (L <= 0 || N <= 0) {
+    std::fill(dq, dq + idx(BH) * std::max(L, 0) * D, T(0));
+    std::fill(dk, dk + idx(BH) * std::max(N, 0) * D, T(0));
+    std::fill(dv, dv + idx(BH) * std::max(N, 0) * D, T(0));
+    return;
+  }
   const T scale = scale_of<T>(s);
   const T scale2 = scale * T(1.4426950408889634074);  // scores in log2 units
   const int Dp = round_up(D, NR);
@@ -262,66 +272,90 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
   const idx kb_head = idx(Dp) * N;               // K panels: Dp/NR x (N x NR)
   const idx qb_head = idx(Dp) * L;               // Q or dO panels: Dp/NR x (L x NR)
   const idx q_size = idx(BH) * L * D;
-  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-  static thread_local blocks::scratch<T> shared;
-  T* Kt = shared.get(std::size_t(BH) * (2 * kt_head + kb_head + 2 * qb_head + L) + std::size_t(threads - 1) * q_size);
-  T* Vt = Kt + BH * kt_head;
-  T* Kb = Vt + BH * kt_head;
-  T* Qb = Kb + BH * kb_head;
-  T* dOb = Qb + BH * qb_head;
-  T* Dv = dOb + BH * qb_head;  // Dv[i] = dO_i . O_i
-  T* dq_extra = Dv + idx(BH) * L;
   const int nkb = (N + BK - 1) / BK;
   const idx items = idx(BH) * nkb;
   const int off = N - L;
+  // Whole heads per chunk when there are enough of them: dq of a head then has a single writer (no
+  // reduction), and a thread packs the head's operands into its own buffer when it starts the head.
+  // With few heads, the key tiles of a head are shared out: the operands of every head are packed
+  // once, up front, and each extra thread accumulates dq in its own buffer, summed at the end.
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const bool by_head = BH >= 4 * threads;
+  // K^T, V^T, K, Q, dO panels, then dO.O per row; rounded to 64 bytes, as the micro-kernel's aligned
+  // panel loads need.
+  const idx head_size = round_up(2 * kt_head + kb_head + 2 * qb_head + L, idx(64 / sizeof(T)));
+  static thread_local blocks::scratch<T> shared;
+  T* const packs = by_head ? nullptr : shared.get(std::size_t(BH * head_size + (threads - 1) * q_size));
+  T* const dq_extra = by_head ? nullptr : packs + BH * head_size;
+  auto pack_head = [&](int bh, T* dst) {
+    const T* K = k + idx(bh) * N * D;
+    const T* Vh = v + idx(bh) * N * D;
+    const T* Q = q + idx(bh) * L * D;
+    const T* dO = dout + idx(bh) * L * D;
+    const T* O = o + idx(bh) * L * D;
+    blocks::pack_b(true, K, D, 0, D, 0, N, dst);
+    blocks::pack_b(true, Vh, D, 0, D, 0, N, dst + kt_head);
+    blocks::pack_b(false, K, D, 0, N, 0, D, dst + 2 * kt_head);
+    blocks::pack_b(false, Q, D, 0, L, 0, D, dst + 2 * kt_head + kb_head);
+    blocks::pack_b(false, dO, D, 0, L, 0, D, dst + 2 * kt_head + kb_head + qb_head);
+    T* Dv = dst + 2 * kt_head + kb_head + 2 * qb_head;
+    for (int i = 0; i < L; ++i) {
+      T acc = 0;
+      for (int d = 0; d < D; ++d) acc += dO[idx(i) * D + d] * O[idx(i) * D + d];
+      Dv[i] = acc;
+    }
+  };
 
 #pragma omp parallel num_threads(threads)
   {
-#pragma omp for schedule(static)
-    for (int bh = 0; bh < BH; ++bh) {
-      const T* K = k + idx(bh) * N * D;
-      const T* Vh = v + idx(bh) * N * D;
-      const T* Q = q + idx(bh) * L * D;
-      const T* dO = dout + idx(bh) * L * D;
-      const T* O = o + idx(bh) * L * D;
-      blocks::pack_b(true, K, D, 0, D, 0, N, Kt + bh * kt_head);
-      blocks::pack_b(true, Vh, D, 0, D, 0, N, Vt + bh * kt_head);
-      blocks::pack_b(false, K, D, 0, N, 0, D, Kb + bh * kb_head);
-      blocks::pack_b(false, Q, D, 0, L, 0, D, Qb + bh * qb_head);
-      blocks::pack_b(false, dO, D, 0, L, 0, D, dOb + bh * qb_head);
-      for (int i = 0; i < L; ++i) {
-        T acc = 0;
-        for (int d = 0; d < D; ++d) acc += dO[idx(i) * D + d] * O[idx(i) * D + d];
-        Dv[idx(bh) * L + i] = acc;
-      }
-    }
     const int tid = omp_get_thread_num();
-    T* dqt = tid == 0 ? dq : dq_extra + (tid - 1) * q_size;
-    if (tid != 0) std::fill(dqt, dqt + q_size, T(0));
+    T* dqt = by_head || tid == 0 ? dq : dq_extra + (tid - 1) * q_size;
+    static thread_local blocks::scratch<T> head;  // by head: the packed operands of the head at hand
+    T* const own = by_head ? head.get(std::size_t(head_size)) : nullptr;
+    if (!by_head) {
+      if (tid != 0) std::fill(dqt, dqt + q_size, T(0));
+#pragma omp for schedule(static) nowait
+      for (int bh = 0; bh < BH; ++bh) pack_head(bh, packs + bh * head_size);
+#pragma omp for schedule(static)
+      for (idx e = 0; e < q_size; ++e) dq[e] = T(0);
+    }
+    int packed = -1;
     static thread_local blocks::scratch<T> local;
     T* S = local.get(3 * std::size_t(BQ) * BK);
     T* dS = S + BQ * BK;
     T* At = dS + BQ * BK;  // P^T or dS^T as A panels
     std::fill(S, S + 3 * BQ * BK, T(0));
     const V lane = iota<T>();
-#pragma omp barrier
 
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, by_head ? nkb : 1)
     for (idx item = 0; item < items; ++item) {
       const int bh = int(item / nkb), kb = int(item % nkb);
       const int j0 = kb * BK, bc = std::min(BK, N - j0);
+      if (by_head && bh != packed) {
+        pack_head(bh, own);
+        std::fill(dq + idx(bh) * L * D, dq + idx(bh + 1) * L * D, T(0));
+        packed = bh;
+      }
+      const T* Kt = by_head ? own : packs + bh * head_size;
+      const T* Vt = Kt + kt_head;
+      const T* Kb = Vt + kt_head;
+      const T* Qb = Kb + kb_head;
+      const T* dOb = Qb + qb_head;
+      const T* Dv = dOb + qb_head;  // Dv[i] = dO_i . O_i
       T* dK = dk + (idx(bh) * N + j0) * D;
       T* dV = dv + (idx(bh) * N + j0) * D;
-      const T* Kt_j = Kt + bh * kt_head + idx(j0) * D;
-      const T* Vt_j = Vt + bh * kt_head + idx(j0) * D;
-      const T* Kb_j = Kb + bh * kb_head + idx(j0) * NR;
+      std::fill(dK, dK + idx(bc) * D, T(0));
+      std::fill(dV, dV + idx(bc) * D, T(0));
+      const T* Kt_j = Kt + idx(j0) * D;
+      const T* Vt_j = Vt + idx(j0) * D;
+      const T* Kb_j = Kb + idx(j0) * NR;
       const int q_first = s.causal ? std::max(0, j0 - off) : 0;  // first query that sees key j0
       for (int i0 = q_first / BQ * BQ; i0 < L; i0 += BQ) {
         const int br = std::min(BQ, L - i0);
         const T* Q = q + (idx(bh) * L + i0) * D;
         const T* dO = dout + (idx(bh) * L + i0) * D;
         const T* LSE = lse + idx(bh) * L + i0;
-        const T* Di = Dv + idx(bh) * L + i0;
+        const T* Di = Dv + i0;
         // S = scale log2(e) Q K^T, dP = dO V^T (br x bc)
         blocks::macro_kernel_strided<T>(br, bc, D, Q, D, 1, Kt_j, idx(D) * NR, S, BK, scale2, T(0));
         blocks::macro_kernel_strided<T>(br, bc, D, dO, D, 1, Vt_j, idx(D) * NR, dS, BK, T(1), T(0));
@@ -346,15 +380,15 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
         // dV += P^T dO, dK += scale dS^T Q (bc x D): P^T and dS^T packed as A panels first (contiguous
         // reads in the micro-kernel); dQ += scale dS K (br x D) reads dS in place.
         blocks::pack_a<T>(true, S, BK, 0, bc, 0, br, At);
-        blocks::macro_kernel<T>(bc, D, br, At, dOb + bh * qb_head + idx(i0) * NR, dV, D, T(1), T(1), idx(L) * NR);
+        blocks::macro_kernel<T>(bc, D, br, At, dOb + idx(i0) * NR, dV, D, T(1), T(1), idx(L) * NR);
         blocks::pack_a<T>(true, dS, BK, 0, bc, 0, br, At);
-        blocks::macro_kernel<T>(bc, D, br, At, Qb + bh * qb_head + idx(i0) * NR, dK, D, scale, T(1), idx(L) * NR);
+        blocks::macro_kernel<T>(bc, D, br, At, Qb + idx(i0) * NR, dK, D, scale, T(1), idx(L) * NR);
         blocks::macro_kernel_strided<T>(br, D, bc, dS, BK, 1, Kb_j, idx(N) * NR, dqt + (idx(bh) * L + i0) * D, D, scale,
                                         T(1));
       }
     }
     const int team = omp_get_num_threads();  // may be fewer than asked for (OMP_DYNAMIC)
-    if (team > 1) {
+    if (!by_head && team > 1) {
 #pragma omp for schedule(static)
       for (idx e = 0; e < q_size; ++e) {
         T acc = dq[e];

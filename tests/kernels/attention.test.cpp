@@ -169,3 +169,18 @@ TEST_CASE("attention: result does not depend on the thread count", "[attention]"
   CHECK(close(dk[0], dk[1]));
   CHECK(close(dv[0], dv[1]));
 }
+
+// Many heads are handed out whole (dq has one writer); few heads share their key tiles between threads
+// (dq summed from per-thread buffers). Both modes, against the reference, at 1 to 3 threads.
+TEST_CASE("attention double: fused == reference at 1, 2 and 3 threads, few and many heads", "[attention]") {
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    INFO("threads=" << threads);
+    for (bool causal : {false, true}) {
+      check_attention<double>({2, 3, 150, 170, 64, causal}, 1e-9);  // 6 heads: by head only at 1 thread
+      check_attention<double>({3, 4, 100, 130, 40, causal}, 1e-9);  // 12 heads: by head at up to 3 threads
+    }
+  }
+  omp_set_num_threads(saved);
+}
