@@ -138,12 +138,13 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
   const idx kt_head = idx(round_up(N, NR)) * D;  // K^T panels of one head: ceil(N/NR) x (D x NR)
   const idx vb_head = idx(Dp) * N;               // V panels of one head: Dp/NR x (N x NR)
   const int nqb = (L + BQ - 1) / BQ;
-  const idx items = idx(BH) * nqb;
-  // Whole heads per chunk when there are enough of them: a thread packs K and V of a head once, into
-  // its own buffer, and uses them while they are hot. With few heads, the query tiles of a head are
-  // shared out, and each thread packs the heads it visits.
+  // Work units: the first heads whole (a thread packs K and V of a head once, into its own buffer,
+  // and uses them while they are hot), then the last `split` heads one query tile at a time, so that
+  // the threads finish together. With few heads, every head is split.
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-  const int chunk = BH >= 4 * threads ? nqb : 1;
+  const int split = BH >= 4 * threads ? threads : BH;
+  const int whole = BH - split;
+  const idx units = whole + idx(split) * nqb;
 
 #pragma omp parallel num_threads(threads)
   {
@@ -160,92 +161,95 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
     std::fill(S, S + BQ * BK, T(0));
     const V lane = iota<T>();
 
-#pragma omp for schedule(dynamic, chunk)
-    for (idx item = 0; item < items; ++item) {
-      const int bh = int(item / nqb);
-      const int qb = nqb - 1 - int(item % nqb);  // longest (causal) blocks first
+#pragma omp for schedule(dynamic, 1)
+    for (idx u = 0; u < units; ++u) {
+      const int bh = u < whole ? int(u) : whole + int((u - whole) / nqb);
+      const int qb_last = u < whole ? nqb - 1 : nqb - 1 - int((u - whole) % nqb);  // longest (causal) tiles first
+      const int qb_first = u < whole ? 0 : qb_last;
       if (bh != packed) {
         blocks::pack_b(true, k + idx(bh) * N * D, D, 0, D, 0, N, Kt);
         blocks::pack_b(false, v + idx(bh) * N * D, D, 0, N, 0, D, Vb);
         packed = bh;
       }
-      const int i0 = qb * BQ, br = std::min(BQ, L - i0);
-      const T* Q = q + (idx(bh) * L + i0) * D;
-      const int kend = s.causal ? visible_keys(s, i0 + br - 1) : N;  // no row sees a key past this
-      const int kfull = s.causal ? visible_keys(s, i0) : N;          // every row sees the keys before this
-      std::fill(m, m + br, ninf);
-      std::fill(l, l + idx(br) * W, T(0));
-      std::fill(Oacc, Oacc + idx(br) * Dp, T(0));
-      blocks::pack_a<T>(false, Q, D, 0, br, 0, D, Qp);
-      for (idx e = 0, ne = idx(round_up(br, blocks::tile<T>::MR)) * D; e < ne; ++e) Qp[e] *= scale2;
-      for (int j0 = 0; j0 < kend; j0 += BK) {
-        const int bc = std::min(BK, kend - j0);
-        // S = scale log2(e) Q K^T (br x bc)
-        const T* Kt_j = Kt + idx(j0) * D;
-        blocks::macro_kernel<T>(br, bc, D, Qp, Kt_j, S, BK, T(1), T(0));
-        const bool masked = j0 + bc > kfull;
-        for (int r = 0; r < br; ++r) {
-          T* row = S + r * BK;
-          const int n = masked ? std::clamp(visible_keys(s, i0 + r) - j0, 0, bc) : bc;
-          if (n == 0) {
-            std::fill(row, row + round_up(bc, W), T(0));
-            continue;
-          }
-          // One pass: p = 2^(s - m) against the running max m of the earlier tiles, which needs no
-          // rescaling of Oacc and l. It stays exact while no score exceeds m by more than 64 (p <= 2^64),
-          // the usual case; the first tile of a row, or a tile that breaks the bound (its scores are
-          // recomputed), takes the two-pass path that moves m to the new max.
-          if (m[r] != ninf) {
-            const V vm = simd::splat(m[r]);
-            V vsum{}, vmax = simd::splat(ninf);
-            for (int j = 0; j < bc; j += W) {
-              V x = simd::loadu(row + j) - vm;
+      for (int qb = qb_last; qb >= qb_first; --qb) {
+        const int i0 = qb * BQ, br = std::min(BQ, L - i0);
+        const T* Q = q + (idx(bh) * L + i0) * D;
+        const int kend = s.causal ? visible_keys(s, i0 + br - 1) : N;  // no row sees a key past this
+        const int kfull = s.causal ? visible_keys(s, i0) : N;          // every row sees the keys before this
+        std::fill(m, m + br, ninf);
+        std::fill(l, l + idx(br) * W, T(0));
+        std::fill(Oacc, Oacc + idx(br) * Dp, T(0));
+        blocks::pack_a<T>(false, Q, D, 0, br, 0, D, Qp);
+        for (idx e = 0, ne = idx(round_up(br, blocks::tile<T>::MR)) * D; e < ne; ++e) Qp[e] *= scale2;
+        for (int j0 = 0; j0 < kend; j0 += BK) {
+          const int bc = std::min(BK, kend - j0);
+          // S = scale log2(e) Q K^T (br x bc)
+          const T* Kt_j = Kt + idx(j0) * D;
+          blocks::macro_kernel<T>(br, bc, D, Qp, Kt_j, S, BK, T(1), T(0));
+          const bool masked = j0 + bc > kfull;
+          for (int r = 0; r < br; ++r) {
+            T* row = S + r * BK;
+            const int n = masked ? std::clamp(visible_keys(s, i0 + r) - j0, 0, bc) : bc;
+            if (n == 0) {
+              std::fill(row, row + round_up(bc, W), T(0));
+              continue;
+            }
+            // One pass: p = 2^(s - m) against the running max m of the earlier tiles, which needs no
+            // rescaling of Oacc and l. It stays exact while no score exceeds m by more than 64 (p <= 2^64),
+            // the usual case; the first tile of a row, or a tile that breaks the bound (its scores are
+            // recomputed), takes the two-pass path that moves m to the new max.
+            if (m[r] != ninf) {
+              const V vm = simd::splat(m[r]);
+              V vsum{}, vmax = simd::splat(ninf);
+              for (int j = 0; j < bc; j += W) {
+                V x = simd::loadu(row + j) - vm;
+                if (j + W > n) x = lane + T(j) < T(n) ? x : simd::splat(ninf);
+                vmax = simd::max<T>(vmax, x);
+                const V p = simd::exp2_softmax(x);
+                simd::storeu(row + j, p);
+                vsum += p;
+              }
+              if (!simd::any_greater<T>(vmax, T(64))) {
+                simd::storeu(l + idx(r) * W, simd::loadu(l + idx(r) * W) + vsum);
+                continue;
+              }
+              blocks::macro_kernel_strided<T>(1, bc, D, Q + idx(r) * D, D, 1, Kt_j, idx(D) * NR, row, BK, scale2, T(0));
+            }
+            V vmax = simd::splat(ninf);
+            for (int j = 0; j < n; j += W) {
+              V x = simd::loadu(row + j);
               if (j + W > n) x = lane + T(j) < T(n) ? x : simd::splat(ninf);
               vmax = simd::max<T>(vmax, x);
-              const V p = simd::exp2_softmax(x);
+            }
+            const T m_new = std::max(m[r], simd::hmax<T>(vmax));
+            const T c = std::exp2(m[r] - m_new);
+            const V vm = simd::splat(m_new);
+            V vsum{};
+            for (int j = 0; j < bc; j += W) {
+              V p = simd::exp2_softmax(simd::loadu(row + j) - vm);
+              if (j + W > n) p = lane + T(j) < T(n) ? p : V{};
               simd::storeu(row + j, p);
               vsum += p;
             }
-            if (!simd::any_greater<T>(vmax, T(64))) {
-              simd::storeu(l + idx(r) * W, simd::loadu(l + idx(r) * W) + vsum);
-              continue;
+            simd::storeu(l + idx(r) * W, simd::loadu(l + idx(r) * W) * simd::splat(c) + vsum);
+            m[r] = m_new;
+            if (c != T(1)) {
+              const V vc = simd::splat(c);
+              T* orow = Oacc + idx(r) * Dp;
+              for (int d = 0; d < Dp; d += W) simd::storeu(orow + d, simd::loadu(orow + d) * vc);
             }
-            blocks::macro_kernel_strided<T>(1, bc, D, Q + idx(r) * D, D, 1, Kt_j, idx(D) * NR, row, BK, scale2, T(0));
           }
-          V vmax = simd::splat(ninf);
-          for (int j = 0; j < n; j += W) {
-            V x = simd::loadu(row + j);
-            if (j + W > n) x = lane + T(j) < T(n) ? x : simd::splat(ninf);
-            vmax = simd::max<T>(vmax, x);
-          }
-          const T m_new = std::max(m[r], simd::hmax<T>(vmax));
-          const T c = std::exp2(m[r] - m_new);
-          const V vm = simd::splat(m_new);
-          V vsum{};
-          for (int j = 0; j < bc; j += W) {
-            V p = simd::exp2_softmax(simd::loadu(row + j) - vm);
-            if (j + W > n) p = lane + T(j) < T(n) ? p : V{};
-            simd::storeu(row + j, p);
-            vsum += p;
-          }
-          simd::storeu(l + idx(r) * W, simd::loadu(l + idx(r) * W) * simd::splat(c) + vsum);
-          m[r] = m_new;
-          if (c != T(1)) {
-            const V vc = simd::splat(c);
-            T* orow = Oacc + idx(r) * Dp;
-            for (int d = 0; d < Dp; d += W) simd::storeu(orow + d, simd::loadu(orow + d) * vc);
-          }
+          // Oacc += P V (br x Dp)
+          blocks::macro_kernel_strided<T>(br, Dp, bc, S, BK, 1, Vb + idx(j0) * NR, idx(N) * NR, Oacc, Dp, T(1), T(1));
         }
-        // Oacc += P V (br x Dp)
-        blocks::macro_kernel_strided<T>(br, Dp, bc, S, BK, 1, Vb + idx(j0) * NR, idx(N) * NR, Oacc, Dp, T(1), T(1));
-      }
-      T* O = o + (idx(bh) * L + i0) * D;
-      T* LSE = lse + idx(bh) * L + i0;
-      for (int r = 0; r < br; ++r) {
-        const T sum = simd::hsum<T>(simd::loadu(l + idx(r) * W));
-        const T inv = sum > T(0) ? T(1) / sum : T(0);
-        for (int d = 0; d < D; ++d) O[idx(r) * D + d] = Oacc[idx(r) * Dp + d] * inv;
-        LSE[r] = sum > T(0) ? (m[r] + std::log2(sum)) * T(0.69314718055994530942) : ninf;
+        T* O = o + (idx(bh) * L + i0) * D;
+        T* LSE = lse + idx(bh) * L + i0;
+        for (int r = 0; r < br; ++r) {
+          const T sum = simd::hsum<T>(simd::loadu(l + idx(r) * W));
+          const T inv = sum > T(0) ? T(1) / sum : T(0);
+          for (int d = 0; d < D; ++d) O[idx(r) * D + d] = Oacc[idx(r) * Dp + d] * inv;
+          LSE[r] = sum > T(0) ? (m[r] + std::log2(sum)) * T(0.69314718055994530942) : ninf;
+        }
       }
     }
   }
@@ -271,28 +275,32 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
   const idx kt_head = idx(round_up(N, NR)) * D;  // K^T or V^T panels: ceil(N/NR) x (D x NR)
   const idx kb_head = idx(Dp) * N;               // K panels: Dp/NR x (N x NR)
   const idx qb_head = idx(Dp) * L;               // Q or dO panels: Dp/NR x (L x NR)
-  const idx q_size = idx(BH) * L * D;
+  const idx head_q = idx(L) * D;                 // q, dq elements per head
   const int nkb = (N + BK - 1) / BK;
-  const idx items = idx(BH) * nkb;
   const int off = N - L;
-  // Whole heads per chunk when there are enough of them: dq of a head then has a single writer (no
-  // reduction), and a thread packs the head's operands into its own buffer when it starts the head.
-  // With few heads, the key tiles of a head are shared out: the operands of every head are packed
-  // once, up front, and each extra thread accumulates dq in its own buffer, summed at the end.
+  // Work units: the first heads whole, then the last `split` heads one key tile at a time, so that
+  // the threads finish together. A whole head has one writer of its dq, and its thread packs the
+  // head's operands into its own buffer when it starts it. The key tiles of a split head are shared
+  // out: each thread but the first accumulates their dq in its own buffer, summed at the end. With
+  // few heads, every head is split, and the operands of every head are packed once, up front.
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   const bool by_head = BH >= 4 * threads;
+  const int split = by_head ? threads : BH;
+  const int whole = BH - split;
+  const idx units = whole + idx(split) * nkb;
+  const idx split_q = idx(split) * head_q;
   // K^T, V^T, K, Q, dO panels, then dO.O per row; rounded to 64 bytes, as the micro-kernel's aligned
   // panel loads need.
   const idx head_size = round_up(2 * kt_head + kb_head + 2 * qb_head + L, idx(64 / sizeof(T)));
   static thread_local blocks::scratch<T> shared;
-  T* const packs = by_head ? nullptr : shared.get(std::size_t(BH * head_size + (threads - 1) * q_size));
-  T* const dq_extra = by_head ? nullptr : packs + BH * head_size;
+  T* const dq_extra = shared.get(std::size_t((threads - 1) * split_q + (by_head ? 0 : BH * head_size)));
+  T* const packs = dq_extra + (threads - 1) * split_q;
   auto pack_head = [&](int bh, T* dst) {
     const T* K = k + idx(bh) * N * D;
     const T* Vh = v + idx(bh) * N * D;
-    const T* Q = q + idx(bh) * L * D;
-    const T* dO = dout + idx(bh) * L * D;
-    const T* O = o + idx(bh) * L * D;
+    const T* Q = q + idx(bh) * head_q;
+    const T* dO = dout + idx(bh) * head_q;
+    const T* O = o + idx(bh) * head_q;
     blocks::pack_b(true, K, D, 0, D, 0, N, dst);
     blocks::pack_b(true, Vh, D, 0, D, 0, N, dst + kt_head);
     blocks::pack_b(false, K, D, 0, N, 0, D, dst + 2 * kt_head);
@@ -309,16 +317,16 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
 #pragma omp parallel num_threads(threads)
   {
     const int tid = omp_get_thread_num();
-    T* dqt = by_head || tid == 0 ? dq : dq_extra + (tid - 1) * q_size;
+    T* const extra = tid == 0 ? nullptr : dq_extra + (tid - 1) * split_q;
+    if (extra) std::fill(extra, extra + split_q, T(0));
     static thread_local blocks::scratch<T> head;  // by head: the packed operands of the head at hand
     T* const own = by_head ? head.get(std::size_t(head_size)) : nullptr;
     if (!by_head) {
-      if (tid != 0) std::fill(dqt, dqt + q_size, T(0));
 #pragma omp for schedule(static) nowait
       for (int bh = 0; bh < BH; ++bh) pack_head(bh, packs + bh * head_size);
-#pragma omp for schedule(static)
-      for (idx e = 0; e < q_size; ++e) dq[e] = T(0);
     }
+#pragma omp for schedule(static)
+    for (idx e = whole * head_q; e < idx(BH) * head_q; ++e) dq[e] = T(0);
     int packed = -1;
     static thread_local blocks::scratch<T> local;
     T* S = local.get(3 * std::size_t(BQ) * BK);
@@ -327,73 +335,79 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
     std::fill(S, S + 3 * BQ * BK, T(0));
     const V lane = iota<T>();
 
-#pragma omp for schedule(dynamic, by_head ? nkb : 1)
-    for (idx item = 0; item < items; ++item) {
-      const int bh = int(item / nkb), kb = int(item % nkb);
-      const int j0 = kb * BK, bc = std::min(BK, N - j0);
+#pragma omp for schedule(dynamic, 1)
+    for (idx u = 0; u < units; ++u) {
+      const int bh = u < whole ? int(u) : whole + int((u - whole) / nkb);
+      const int kb_first = u < whole ? 0 : int((u - whole) % nkb);
+      const int kb_end = u < whole ? nkb : kb_first + 1;
       if (by_head && bh != packed) {
         pack_head(bh, own);
-        std::fill(dq + idx(bh) * L * D, dq + idx(bh + 1) * L * D, T(0));
+        if (u < whole) std::fill(dq + bh * head_q, dq + (bh + 1) * head_q, T(0));
         packed = bh;
       }
+      T* const dq_head = u < whole || !extra ? dq + bh * head_q : extra + (bh - whole) * head_q;
       const T* Kt = by_head ? own : packs + bh * head_size;
       const T* Vt = Kt + kt_head;
       const T* Kb = Vt + kt_head;
       const T* Qb = Kb + kb_head;
       const T* dOb = Qb + qb_head;
       const T* Dv = dOb + qb_head;  // Dv[i] = dO_i . O_i
-      T* dK = dk + (idx(bh) * N + j0) * D;
-      T* dV = dv + (idx(bh) * N + j0) * D;
-      std::fill(dK, dK + idx(bc) * D, T(0));
-      std::fill(dV, dV + idx(bc) * D, T(0));
-      const T* Kt_j = Kt + idx(j0) * D;
-      const T* Vt_j = Vt + idx(j0) * D;
-      const T* Kb_j = Kb + idx(j0) * NR;
-      const int q_first = s.causal ? std::max(0, j0 - off) : 0;  // first query that sees key j0
-      for (int i0 = q_first / BQ * BQ; i0 < L; i0 += BQ) {
-        const int br = std::min(BQ, L - i0);
-        const T* Q = q + (idx(bh) * L + i0) * D;
-        const T* dO = dout + (idx(bh) * L + i0) * D;
-        const T* LSE = lse + idx(bh) * L + i0;
-        const T* Di = Dv + i0;
-        // S = scale log2(e) Q K^T, dP = dO V^T (br x bc)
-        blocks::macro_kernel_strided<T>(br, bc, D, Q, D, 1, Kt_j, idx(D) * NR, S, BK, scale2, T(0));
-        blocks::macro_kernel_strided<T>(br, bc, D, dO, D, 1, Vt_j, idx(D) * NR, dS, BK, T(1), T(0));
-        const bool masked = s.causal && j0 + bc > visible_keys(s, i0);
-        for (int r = 0; r < br; ++r) {  // P = exp(S - lse) (masked), dS = P (dP - D_i)
-          T* prow = S + r * BK;
-          T* drow = dS + r * BK;
-          const int n = masked ? std::clamp(visible_keys(s, i0 + r) - j0, 0, bc) : bc;
-          if (n == 0 || std::isinf(LSE[r])) {
-            std::fill(prow, prow + round_up(bc, W), T(0));
-            std::fill(drow, drow + round_up(bc, W), T(0));
-            continue;
+      for (int kb = kb_first; kb < kb_end; ++kb) {
+        const int j0 = kb * BK, bc = std::min(BK, N - j0);
+        T* dK = dk + (idx(bh) * N + j0) * D;
+        T* dV = dv + (idx(bh) * N + j0) * D;
+        std::fill(dK, dK + idx(bc) * D, T(0));
+        std::fill(dV, dV + idx(bc) * D, T(0));
+        const T* Kt_j = Kt + idx(j0) * D;
+        const T* Vt_j = Vt + idx(j0) * D;
+        const T* Kb_j = Kb + idx(j0) * NR;
+        const int q_first = s.causal ? std::max(0, j0 - off) : 0;  // first query that sees key j0
+        for (int i0 = q_first / BQ * BQ; i0 < L; i0 += BQ) {
+          const int br = std::min(BQ, L - i0);
+          const T* Q = q + (idx(bh) * L + i0) * D;
+          const T* dO = dout + (idx(bh) * L + i0) * D;
+          const T* LSE = lse + idx(bh) * L + i0;
+          const T* Di = Dv + i0;
+          // S = scale log2(e) Q K^T, dP = dO V^T (br x bc)
+          blocks::macro_kernel_strided<T>(br, bc, D, Q, D, 1, Kt_j, idx(D) * NR, S, BK, scale2, T(0));
+          blocks::macro_kernel_strided<T>(br, bc, D, dO, D, 1, Vt_j, idx(D) * NR, dS, BK, T(1), T(0));
+          const bool masked = s.causal && j0 + bc > visible_keys(s, i0);
+          for (int r = 0; r < br; ++r) {  // P = exp(S - lse) (masked), dS = P (dP - D_i)
+            T* prow = S + r * BK;
+            T* drow = dS + r * BK;
+            const int n = masked ? std::clamp(visible_keys(s, i0 + r) - j0, 0, bc) : bc;
+            if (n == 0 || std::isinf(LSE[r])) {
+              std::fill(prow, prow + round_up(bc, W), T(0));
+              std::fill(drow, drow + round_up(bc, W), T(0));
+              continue;
+            }
+            const V vl = simd::splat(LSE[r] * T(1.4426950408889634074)), vd = simd::splat(Di[r]);
+            for (int j = 0; j < bc; j += W) {
+              V p = simd::exp2_softmax(simd::loadu(prow + j) - vl);
+              if (j + W > n) p = lane + T(j) < T(n) ? p : V{};
+              simd::storeu(prow + j, p);
+              simd::storeu(drow + j, p * (simd::loadu(drow + j) - vd));
+            }
           }
-          const V vl = simd::splat(LSE[r] * T(1.4426950408889634074)), vd = simd::splat(Di[r]);
-          for (int j = 0; j < bc; j += W) {
-            V p = simd::exp2_softmax(simd::loadu(prow + j) - vl);
-            if (j + W > n) p = lane + T(j) < T(n) ? p : V{};
-            simd::storeu(prow + j, p);
-            simd::storeu(drow + j, p * (simd::loadu(drow + j) - vd));
-          }
+          // dV += P^T dO, dK += scale dS^T Q (bc x D): P^T and dS^T packed as A panels first (contiguous
+          // reads in the micro-kernel); dQ += scale dS K (br x D) reads dS in place.
+          blocks::pack_a<T>(true, S, BK, 0, bc, 0, br, At);
+          blocks::macro_kernel<T>(bc, D, br, At, dOb + idx(i0) * NR, dV, D, T(1), T(1), idx(L) * NR);
+          blocks::pack_a<T>(true, dS, BK, 0, bc, 0, br, At);
+          blocks::macro_kernel<T>(bc, D, br, At, Qb + idx(i0) * NR, dK, D, scale, T(1), idx(L) * NR);
+          blocks::macro_kernel_strided<T>(br, D, bc, dS, BK, 1, Kb_j, idx(N) * NR, dq_head + idx(i0) * D, D, scale,
+                                          T(1));
         }
-        // dV += P^T dO, dK += scale dS^T Q (bc x D): P^T and dS^T packed as A panels first (contiguous
-        // reads in the micro-kernel); dQ += scale dS K (br x D) reads dS in place.
-        blocks::pack_a<T>(true, S, BK, 0, bc, 0, br, At);
-        blocks::macro_kernel<T>(bc, D, br, At, dOb + idx(i0) * NR, dV, D, T(1), T(1), idx(L) * NR);
-        blocks::pack_a<T>(true, dS, BK, 0, bc, 0, br, At);
-        blocks::macro_kernel<T>(bc, D, br, At, Qb + idx(i0) * NR, dK, D, scale, T(1), idx(L) * NR);
-        blocks::macro_kernel_strided<T>(br, D, bc, dS, BK, 1, Kb_j, idx(N) * NR, dqt + (idx(bh) * L + i0) * D, D, scale,
-                                        T(1));
       }
     }
     const int team = omp_get_num_threads();  // may be fewer than asked for (OMP_DYNAMIC)
-    if (!by_head && team > 1) {
+    if (team > 1) {
+      T* const dq_split = dq + whole * head_q;
 #pragma omp for schedule(static)
-      for (idx e = 0; e < q_size; ++e) {
-        T acc = dq[e];
-        for (int t = 1; t < team; ++t) acc += dq_extra[(t - 1) * q_size + e];
-        dq[e] = acc;
+      for (idx e = 0; e < split_q; ++e) {
+        T acc = dq_split[e];
+        for (int t = 1; t < team; ++t) acc += dq_extra[(t - 1) * split_q + e];
+        dq_split[e] = acc;
       }
     }
   }
