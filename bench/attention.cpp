@@ -1,8 +1,12 @@
 // bench/attention.cpp: fused attention (forward, forward+backward) against the unfused reference
 // and libtorch (naive and _scaled_dot_product_attention), if found. fp32, B=4, H=8, d=64.
 //   ./bench_attention [--benchmark_filter=...]
+// Rows "2x t1" run two independent 1-thread calls at once, one per core: the 2-thread ceiling of the
+// machine for this work (shared caches, memory, clocks), against which the t2 rows' scaling is read.
 // FLOPs counted per visible (query, key) pair: forward 4 d, backward 8 d (the FlashAttention
 // convention: the backward's recomputation of the scores is not counted as useful work).
+#include <omp.h>
+
 #include <memory>
 #include <random>
 #include <string>
@@ -66,6 +70,14 @@ void add_case(const k::attention_shape& s, bool backward, int threads) {
     };
   };
   cb::add(table, row, "ctgraph fused", threads, flops, ours(true));
+  if (threads == 2)  // what two cores give this work on this machine: two 1-thread runs at the same time
+    cb::add(table, "N=" + std::to_string(s.q_len) + " 2x t1", "ctgraph fused", 2, 2 * flops, [=] {
+      auto first = ours(true)(), second = ours(true)();
+      return [=] {
+#pragma omp parallel num_threads(2)  // the kernels see the parallel region and run on one thread each
+        (omp_get_thread_num() == 0 ? first : second)();
+      };
+    });
   cb::add(table, row, "ctgraph unfused", threads, flops, ours(false));
 #ifdef CTGRAPH_HAVE_TORCH
   namespace tp = cb::torch_peer;
