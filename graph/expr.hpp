@@ -93,12 +93,10 @@ template <class T>
 using value_of = typename T::value_type;
 
 namespace detail {
-template <class... In>
-constexpr dtype first_float_type() {
-  dtype t = dtype::i32;
-  bool found = false;
-  ((!found && In::desc.type != dtype::i32 ? (t = In::desc.type, found = true) : false), ...);
-  return t;
+constexpr dtype first_float_type(std::initializer_list<const node_desc*> in) {
+  for (const node_desc* d : in)
+    if (d->type != dtype::i32) return d->type;
+  return dtype::i32;
 }
 template <dtype T>
 using value_type_t = std::conditional_t<T == dtype::f32, float, std::conditional_t<T == dtype::f64, double, int>>;
@@ -158,18 +156,22 @@ constexpr auto attr_type() {
 template <attr_t A>
 using attr_of = decltype(detail::attr_type<A>());
 
-/// An op applied to operand expressions. Built only by make_node, after the shape rule passed.
-template <class Op, class Attr, class... In>
+/// An op applied to operands, given by the addresses of their descs (not their types):
+/// argument-dependent lookup (every `a + b`) visits the type arguments of a template, and
+/// clang 14 does so as a tree, remembering nothing, so with fan-out (a residual net uses
+/// h twice per layer) type operands cost time exponential in depth. Non-type arguments
+/// are not visited. Built only by make_node, after the shape rule passed.
+template <class Op, class Attr, const node_desc*... In>
 struct op_expr {
-  static constexpr dtype type = detail::first_float_type<In...>();
+  static constexpr dtype type = detail::first_float_type({In...});
   using value_type = detail::value_type_t<type>;
   static constexpr node_desc desc =
       detail::finish({&op_info_of<Op>,
                       type,
-                      Op::infer(Attr::value, std::array<shape, sizeof...(In)>{In::desc.out...}.data(), sizeof...(In)).s,
+                      Op::infer(Attr::value, std::array<shape, sizeof...(In)>{In->out...}.data(), sizeof...(In)).s,
                       Attr::value,
                       sizeof...(In),
-                      {&In::desc...},
+                      {In...},
                       nullptr,
                       0});
 };
@@ -287,21 +289,27 @@ consteval auto operator""_c() {
 }
 }  // namespace literals
 
-/// Builds the node `Op(in...)` after checking its shape rule. A failed check is a
-/// compile error whose first line names the op and the operand shapes.
-template <class Op, attr_t A = attr_t{}, class... In>
-constexpr auto make_node(In...) {
-  static_assert((expression<In> && ...), "ctgraph: every operand must be a cg::expression");
-  constexpr shape ins[] = {In::desc.out..., shape{}};
+/// Builds the node `Op(in...)` over operand descs after checking its shape rule. A failed
+/// check is a compile error whose first line names the op and the operand shapes.
+template <class Op, attr_t A, const node_desc*... In>
+constexpr auto make_node_of() {
+  constexpr shape ins[] = {In->out..., shape{}};
   constexpr shape_result r = Op::infer(A, ins, sizeof...(In));
   if constexpr (!r.ok) {
     if constexpr (A.s.rank > 0)
-      Op::shape_mismatch(dims_of<In::desc.out>()..., dims_of<A.s>());
+      Op::shape_mismatch(dims_of<In->out>()..., dims_of<A.s>());
     else
-      Op::shape_mismatch(dims_of<In::desc.out>()...);
+      Op::shape_mismatch(dims_of<In->out>()...);
   } else {
     return op_expr<Op, attr_of<A>, In...>{};
   }
+}
+
+/// Builds the node `Op(in...)` after checking its shape rule.
+template <class Op, attr_t A = attr_t{}, class... In>
+constexpr auto make_node(In...) {
+  static_assert((expression<In> && ...), "ctgraph: every operand must be a cg::expression");
+  return make_node_of<Op, A, &In::desc...>();
 }
 
 }  // namespace ctgraph

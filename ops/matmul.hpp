@@ -76,12 +76,11 @@ namespace detail {
 // A transpose of the last two axes, seen through the type: folded into the gemm flag.
 template <class E>
 struct swapped_last_two : std::false_type {
-  using inner = E;
+  static constexpr const node_desc* inner = &E::desc;
 };
-template <class A, class X>
-requires(A::value == swap_last_two<X::desc.out.rank>()) struct swapped_last_two<op_expr<permute_op, A, X>>
-    : std::true_type {
-  using inner = X;
+template <class A, const node_desc* X>
+requires(A::value == swap_last_two<X->out.rank>()) struct swapped_last_two<op_expr<permute_op, A, X>> : std::true_type {
+  static constexpr const node_desc* inner = X;
 };
 }  // namespace detail
 
@@ -96,7 +95,7 @@ constexpr auto matmul(A a, B b) {
     matmul_op::shape_mismatch(dims_of<sa>(), dims_of<sb>());
   } else {
     (void)a, (void)b;
-    return make_node<matmul_op, attr_ints({fa::value, fb::value})>(typename fa::inner{}, typename fb::inner{});
+    return make_node_of<matmul_op, attr_ints({fa::value, fb::value}), fa::inner, fb::inner>();
   }
 }
 

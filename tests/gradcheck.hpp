@@ -117,7 +117,7 @@ auto run_fed(Step& step, cg::parameters<P>& params, feed_store& fs) {
   return [&]<std::size_t... I>(std::index_sequence<I...>) {
     return step.run(params, [&] {
       constexpr auto e = Step::plan.inputs[I];
-      constexpr auto nm = cg::detail::name_of<Step::plan.inputs[I]>();
+      constexpr auto nm = cg::detail::name_of<Step::plan.inputs[I].name>();
       if constexpr (e.type == cg::dtype::i32)
         return cg::feed<nm>(std::span<const int>(fs.at(e.name).i));
       else

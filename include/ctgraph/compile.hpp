@@ -26,10 +26,23 @@ void grad_needs_a_scalar_output(auto) = delete;
 template <class Y, class... X>
 struct grads {};
 
+namespace detail {
+// Whether every X is an expression. An array, not a fold (nor `expression... X`, which is
+// one): clang caps a fold at 256 operands (-fbracket-depth), and a net can have more params.
+template <class... X>
+inline constexpr bool all_expressions = [] {
+  const bool is[] = {expression<X>..., true};
+  for (bool b : is)
+    if (!b) return false;
+  return true;
+}();
+}  // namespace detail
+
 /// grad(y, x): the gradient of scalar y with respect to x (a param or input), as an
 /// expression. With several x, a cg::grads<Y, X...> to pass to compile(); `out[grad(y, x)]`
 /// then finds each. compile() derives all gradients of one y in a single reverse sweep.
-template <expression Y, expression... X>
+template <expression Y, class... X>
+requires detail::all_expressions<X...>
 constexpr auto grad(Y, X...) {
   static_assert(sizeof...(X) > 0, "ctgraph: grad(y, x...) needs at least one x");
   if constexpr (shape_of<Y>.size() != 1) {
@@ -48,6 +61,13 @@ template <class T>
 struct is_grads : std::false_type {};
 template <class Y, class... X>
 struct is_grads<grads<Y, X...>> : std::true_type {};
+// Whether O is a compile() argument: an expression, or grads<Y, X...> matched by pattern.
+// Never cg::expression<grads<...>>: clang 14 prints a failed requirement's type into a
+// string, and grads<Y, X...> printed spells out Y's graph as a tree (exponential).
+template <class O>
+inline constexpr bool is_output = expression<O>;
+template <class Y, class... X>
+inline constexpr bool is_output<grads<Y, X...>> = true;
 
 // Appends the output ids of one compile() argument: an expression, or grads<Y, X...>.
 template <class O>
@@ -55,7 +75,8 @@ constexpr void flatten_output(builder& b, desc_map& seen, std::vector<int>& outs
   if constexpr (is_grads<O>::value) {
     [&]<class Y, class... X>(grads<Y, X...>*) {
       const int y = flatten(b, seen, &Y::desc);
-      ((outs.push_back(b.make(&grad_info, {}, {y, flatten(b, seen, &X::desc)}, static_cast<int>(X::desc.type)))), ...);
+      for (const node_desc* x : {&X::desc...})  // a loop, not a fold: see all_expressions
+        outs.push_back(b.make(&grad_info, {}, {y, flatten(b, seen, x)}, static_cast<int>(x->type)));
     }(static_cast<O*>(nullptr));
   } else {
     outs.push_back(flatten(b, seen, &O::desc));
@@ -103,10 +124,7 @@ constexpr int output_position() {
 // Whether X is the param leaf named `name`.
 template <class X>
 constexpr bool is_param_named(const char* name) {
-  if constexpr (requires { X::name; })
-    return X::desc.op == &param_info && str_eq(X::name.data, name);
-  else
-    return false;
+  return X::desc.op == &param_info && str_eq(X::desc.name, name);
 }
 template <class T>
 struct is_grad_expr : std::false_type {};
@@ -171,16 +189,18 @@ struct program {
 };
 
 namespace detail {
-// A plan's leaf name as a fixed_string, so that diagnostics can print it.
-template <const leaf_entry& E>
+// A plan's leaf name as a fixed_string, so that diagnostics can print it. Given the name
+// (`name_of<e.name>()`), not the plan entry: clang 14 rejects a reference to a subobject
+// (an array element) as a template argument.
+template <const char* Name>
 consteval auto name_of() {
   constexpr std::size_t n = [] {
     std::size_t k = 0;
-    while (E.name[k]) ++k;
+    while (Name[k]) ++k;
     return k;
   }();
   fixed_string<n + 1> s;
-  for (std::size_t k = 0; k < n; ++k) s.data[k] = E.name[k];
+  for (std::size_t k = 0; k < n; ++k) s.data[k] = Name[k];
   return s;
 }
 }  // namespace detail
@@ -401,7 +421,7 @@ class step {
         [&] {
           constexpr int j = feed_for<I, Feeds...>();
           if constexpr (j < 0) {
-            input_is_not_fed(name<detail::name_of<plan.inputs[I]>()>{});
+            input_is_not_fed(name<detail::name_of<plan.inputs[I].name>()>{});
           } else {
             const auto& f = std::get<j>(std::forward_as_tuple(feeds...));
             constexpr long want = plan.inputs[I].s.size();
@@ -438,7 +458,7 @@ class step {
   void bind_params(parameters<P>& params) {
     constexpr int bad = first_bad_param<P>();
     if constexpr (bad >= 0) {
-      constexpr auto n = name<detail::name_of<plan.params[bad]>()>{};
+      constexpr auto n = name<detail::name_of<plan.params[bad].name>()>{};
       if constexpr (param_map<P>[bad] == -1)
         param_missing_from_parameter_set(n);
       else
@@ -519,7 +539,7 @@ class results {
 /// grad(y, x1, x2, ...) returns) once, at compile time, and returns a step ready to run.
 template <class... O>
 auto compile(O...) {
-  static_assert(((expression<O> || detail::is_grads<O>::value) && ...),
+  static_assert((detail::is_output<O> && ...),
                 "ctgraph: compile(outputs...) takes expressions and the results of grad()");
   return step<program<O...>>();
 }

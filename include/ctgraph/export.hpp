@@ -112,7 +112,7 @@ inline constexpr auto graph_export_of = detail::make_graph_export<detail::resolv
 /// and the cg::grads that grad(y, x1, x2, ...) returns).
 template <class... O>
 constexpr const auto& export_graph(O...) {
-  static_assert(((expression<O> || detail::is_grads<O>::value) && ...),
+  static_assert((detail::is_output<O> && ...),
                 "ctgraph: export_graph(outputs...) takes what compile() takes: expressions and results of grad()");
   return graph_export_of<O...>;
 }

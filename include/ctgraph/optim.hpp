@@ -55,21 +55,25 @@ namespace detail {
 template <class P, class Step, class F>
 void for_each_grad(parameters<P>& params, const results<Step>& out, F&& f) {
   [&]<std::size_t... K>(std::index_sequence<K...>) {
-    (
-        [&] {
-          constexpr auto name = name_of<parameters<P>::entries[K]>();
-          if constexpr (results<Step>::template has_grad<name>) {
-            constexpr leaf_entry e = parameters<P>::entries[K];
-            constexpr output_entry o = Step::plan.outputs[Step::program::grad_index(e.name)];
-            static_assert(o.s == e.s && o.type == e.type,
-                          "ctgraph: optimizer step: a gradient's shape or element type differs from the param of "
-                          "that name in the parameter set");
-            using T = element_t<e.type>;
-            const auto g = out.template grad<name>();
-            f(K, static_cast<T*>(params.ptr(K)), g.data(), static_cast<std::size_t>(e.s.size()));
-          }
-        }(),
-        ...);
+    // A pack expanded into an array, not a fold: clang caps a fold at 256 operands.
+    const int each[] = {
+        (
+            [&] {
+              constexpr auto name = name_of<parameters<P>::entries[K].name>();
+              if constexpr (results<Step>::template has_grad<name>) {
+                constexpr leaf_entry e = parameters<P>::entries[K];
+                constexpr output_entry o = Step::plan.outputs[Step::program::grad_index(e.name)];
+                static_assert(o.s == e.s && o.type == e.type,
+                              "ctgraph: optimizer step: a gradient's shape or element type differs from the param of "
+                              "that name in the parameter set");
+                using T = element_t<e.type>;
+                const auto g = out.template grad<name>();
+                f(K, static_cast<T*>(params.ptr(K)), g.data(), static_cast<std::size_t>(e.s.size()));
+              }
+            }(),
+            0)...,
+        0};
+    (void)each;
   }
   (std::make_index_sequence<parameters<P>::count>{});
 }
