@@ -13,14 +13,14 @@ if [ -z "${PLOTS_ONLY:-}" ]; then  # PLOTS_ONLY=1: redraw the plots from an earl
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCTGRAPH_BENCH=ON >/dev/null
 cmake --build "$build" -j1 --target bench_gemm bench_attention bench_attention_memory
 mkdir -p "$out"
-# Idle OpenMP workers sleep instead of spinning (libgomp's default spins, then sleeps): on a machine
-# where another process holds a core, a spinning-then-sleeping worker wakes a scheduler slice late
-# (~8 ms) at every parallel region. libtorch uses the same libgomp; OpenBLAS uses its own pthreads.
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
+# OpenMP runs with libgomp's default wait policy (spin, then sleep), which is what a user's program
+# gets; OpenBLAS keeps its own threads spinning too. On a machine where another process holds a
+# core, export OMP_WAIT_POLICY=passive: a spinning worker whose core is taken wakes a scheduler
+# slice late (~8 ms) at every parallel region. libtorch uses the same libgomp.
 {
   echo "Machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores;" \
     "SIMD: $(grep -q avx512f /proc/cpuinfo && echo AVX-512 || (grep -q avx2 /proc/cpuinfo && echo AVX2+FMA, 256-bit || echo SSE))."
-  echo "Compiler: $(${CXX:-c++} --version | head -1). OMP_WAIT_POLICY=$OMP_WAIT_POLICY," \
+  echo "Compiler: $(${CXX:-c++} --version | head -1). OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-default}," \
     "CTGRAPH_BENCH_CLOCK=${CTGRAPH_BENCH_CLOCK:-real}. Date: $(date -u +%Y-%m-%d)."
 } >"$md"
 
