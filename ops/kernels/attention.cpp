@@ -112,6 +112,29 @@ I round_up(I x, I m) {
   return (x + m - 1) / m * m;
 }
 
+// The work units of a fused kernel over `heads` heads of `tiles` tiles each: the first heads whole
+// (one thread packs a head's operands once and uses them while they are hot), then the last `split`
+// heads one tile at a time, so that the threads finish together. With fewer than 4 heads per thread,
+// every head is split.
+struct head_units {
+  int tiles, split, whole;
+  idx count;
+  head_units(int heads, int tiles, int threads)
+      : tiles(tiles),
+        split(heads >= 4 * threads ? threads : heads),
+        whole(heads - split),
+        count(whole + idx(split) * tiles) {}
+  struct unit {
+    int head, first, end;  // tiles [first, end) of the head
+    bool whole;
+  };
+  unit operator[](idx u) const {
+    if (u < whole) return {int(u), 0, tiles, true};
+    const int t = int((u - whole) % tiles);
+    return {whole + int((u - whole) / tiles), t, t + 1, false};
+  }
+};
+
 template <class T>
 simd::vec<T> iota() {
   simd::vec<T> v;
@@ -138,13 +161,9 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
   const idx kt_head = idx(round_up(N, NR)) * D;  // K^T panels of one head: ceil(N/NR) x (D x NR)
   const idx vb_head = idx(Dp) * N;               // V panels of one head: Dp/NR x (N x NR)
   const int nqb = (L + BQ - 1) / BQ;
-  // Work units: the first heads whole (a thread packs K and V of a head once, into its own buffer,
-  // and uses them while they are hot), then the last `split` heads one query tile at a time, so that
-  // the threads finish together. With few heads, every head is split.
+  // Units of query tiles; a thread packs K and V of its head into its own buffer.
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-  const int split = BH >= 4 * threads ? threads : BH;
-  const int whole = BH - split;
-  const idx units = whole + idx(split) * nqb;
+  const head_units units(BH, nqb, threads);
 
 #pragma omp parallel num_threads(threads)
   {
@@ -162,16 +181,16 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
     const V lane = iota<T>();
 
 #pragma omp for schedule(dynamic, 1)
-    for (idx u = 0; u < units; ++u) {
-      const int bh = u < whole ? int(u) : whole + int((u - whole) / nqb);
-      const int qb_last = u < whole ? nqb - 1 : nqb - 1 - int((u - whole) % nqb);  // longest (causal) tiles first
-      const int qb_first = u < whole ? 0 : qb_last;
+    for (idx u = 0; u < units.count; ++u) {
+      const auto w = units[u];
+      const int bh = w.head;
       if (bh != packed) {
         blocks::pack_b(true, k + idx(bh) * N * D, D, 0, D, 0, N, Kt);
         blocks::pack_b(false, v + idx(bh) * N * D, D, 0, N, 0, D, Vb);
         packed = bh;
       }
-      for (int qb = qb_last; qb >= qb_first; --qb) {
+      for (int t = w.first; t < w.end; ++t) {
+        const int qb = nqb - 1 - t;  // longest (causal) tiles first
         const int i0 = qb * BQ, br = std::min(BQ, L - i0);
         const T* Q = q + (idx(bh) * L + i0) * D;
         const int kend = s.causal ? visible_keys(s, i0 + br - 1) : N;  // no row sees a key past this
@@ -278,17 +297,15 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
   const idx head_q = idx(L) * D;                 // q, dq elements per head
   const int nkb = (N + BK - 1) / BK;
   const int off = N - L;
-  // Work units: the first heads whole, then the last `split` heads one key tile at a time, so that
-  // the threads finish together. A whole head has one writer of its dq, and its thread packs the
-  // head's operands into its own buffer when it starts it. The key tiles of a split head are shared
-  // out: each thread but the first accumulates their dq in its own buffer, summed at the end. With
-  // few heads, every head is split, and the operands of every head are packed once, up front.
+  // Units of key tiles. A whole head has one writer of its dq, and its thread packs the head's
+  // operands into its own buffer when it starts it. The key tiles of a split head are shared out:
+  // each thread but the first accumulates their dq in its own buffer, summed at the end. When every
+  // head is split, the operands of every head are packed once, up front.
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-  const bool by_head = BH >= 4 * threads;
-  const int split = by_head ? threads : BH;
-  const int whole = BH - split;
-  const idx units = whole + idx(split) * nkb;
-  const idx split_q = idx(split) * head_q;
+  const head_units units(BH, nkb, threads);
+  const bool by_head = units.whole > 0;
+  const int whole = units.whole;
+  const idx split_q = idx(units.split) * head_q;
   // K^T, V^T, K, Q, dO panels, then dO.O per row; rounded to 64 bytes, as the micro-kernel's aligned
   // panel loads need.
   const idx head_size = round_up(2 * kt_head + kb_head + 2 * qb_head + L, idx(64 / sizeof(T)));
@@ -336,23 +353,22 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
     const V lane = iota<T>();
 
 #pragma omp for schedule(dynamic, 1)
-    for (idx u = 0; u < units; ++u) {
-      const int bh = u < whole ? int(u) : whole + int((u - whole) / nkb);
-      const int kb_first = u < whole ? 0 : int((u - whole) % nkb);
-      const int kb_end = u < whole ? nkb : kb_first + 1;
+    for (idx u = 0; u < units.count; ++u) {
+      const auto w = units[u];
+      const int bh = w.head;
       if (by_head && bh != packed) {
         pack_head(bh, own);
-        if (u < whole) std::fill(dq + bh * head_q, dq + (bh + 1) * head_q, T(0));
+        if (w.whole) std::fill(dq + bh * head_q, dq + (bh + 1) * head_q, T(0));
         packed = bh;
       }
-      T* const dq_head = u < whole || !extra ? dq + bh * head_q : extra + (bh - whole) * head_q;
+      T* const dq_head = w.whole || !extra ? dq + bh * head_q : extra + (bh - whole) * head_q;
       const T* Kt = by_head ? own : packs + bh * head_size;
       const T* Vt = Kt + kt_head;
       const T* Kb = Vt + kt_head;
       const T* Qb = Kb + kb_head;
       const T* dOb = Qb + qb_head;
       const T* Dv = dOb + qb_head;  // Dv[i] = dO_i . O_i
-      for (int kb = kb_first; kb < kb_end; ++kb) {
+      for (int kb = w.first; kb < w.end; ++kb) {
         const int j0 = kb * BK, bc = std::min(BK, N - j0);
         T* dK = dk + (idx(bh) * N + j0) * D;
         T* dV = dv + (idx(bh) * N + j0) * D;
