@@ -22,14 +22,17 @@ lib="$build/libctgraph.a"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 flags=(-std=c++20 -O2 -fopenmp -march=native -I"$root/include" -I"$root")
-# The options the ctgraph::ctgraph target passes to its users (CMakeLists.txt).
-[ "${CXX##*/}" = "${CXX##*clang}" ] && flags+=(--param=ggc-min-expand=400 --param=ggc-min-heapsize=1048576 -fconstexpr-ops-limit=4294967295)
-[ "${CXX##*/}" != "${CXX##*clang}" ] && flags+=(-fconstexpr-steps=2147483647)
+# Which compiler it is, from its --version (the name may be a path, or c++ for either), then the
+# options the ctgraph::ctgraph target passes to its users (CMakeLists.txt).
+clang=0
+case "$("$CXX" --version)" in *clang*) clang=1 ;; esac
+[ $clang = 0 ] && flags+=(--param=ggc-min-expand=400 --param=ggc-min-heapsize=1048576 -fconstexpr-ops-limit=4294967295)
+[ $clang = 1 ] && flags+=(-fconstexpr-steps=2147483647)
 # PHASES=1 (g++ only) compiles each case a second time with -ftime-report for the phase columns:
 # -ftime-report reads the clock at every phase change, which slows the compiler, so the
 # seconds and memory come from the first compile, without it.
 gnu=0
-[ "${CXX##*/}" = "${CXX##*clang}" ] && [ "${PHASES:-1}" = 1 ] && gnu=1
+[ $clang = 0 ] && [ "${PHASES:-1}" = 1 ] && gnu=1
 printf "| graph | layers | forward nodes | CPU s | wall s | peak MiB | const. eval s | callgraph s | result |\n"
 printf "|---|---|---|---|---|---|---|---|---|\n"
 for c in "${cases[@]}"; do
