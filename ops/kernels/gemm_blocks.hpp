@@ -28,6 +28,17 @@ struct tile {
   static constexpr int NR = 2 * W;
 };
 
+/// Height of the row tile that starts at row `ir` of an mc-row block: MR, except that a last tile of 1-3
+/// rows is merged with the one before into two of 4-5 rows. R rows keep 2R FMA chains in flight, and
+/// FMA latency x throughput needs 8: a 2-row tile takes as long as a 4-row one (M = 32: 6+6+6+6+4+4,
+/// not 6+6+6+6+6+2). The number of tiles stays ceil(mc / MR).
+template <class T>
+constexpr int tile_rows(int mc, int ir) {
+  constexpr int MR = tile<T>::MR;
+  const int left = mc - ir;
+  return left > MR && left < MR + 4 ? (left + 1) / 2 : std::min(MR, left);
+}
+
 /// Growable 64-byte-aligned scratch buffer (one per thread, reused across calls).
 template <class T>
 class scratch {
@@ -52,13 +63,13 @@ class scratch {
 
 // ---- packing -------------------------------------------------------------------------------
 
-/// Packs rows [i0, i0+mc) x cols [p0, p0+kc) of op(A) into ceil(mc/MR) A panels at Ap.
-/// op(A)(i, p) = ta ? A[p*lda + i] : A[i*lda + p]. Each panel holds kc * MR elements.
+/// Packs rows [i0, i0+mc) x cols [p0, p0+kc) of op(A) into ceil(mc/MR) A panels at Ap, one per row tile
+/// (tile_rows). op(A)(i, p) = ta ? A[p*lda + i] : A[i*lda + p]. Each panel holds kc * MR elements.
 template <class T>
 void pack_a(bool ta, const T* A, idx lda, int i0, int mc, int p0, int kc, T* Ap) {
   constexpr int MR = tile<T>::MR;
-  for (int ir = 0; ir < mc; ir += MR, Ap += idx(kc) * MR) {
-    const int mr = std::min(MR, mc - ir);
+  for (int ir = 0, mr; ir < mc; ir += mr, Ap += idx(kc) * MR) {
+    mr = tile_rows<T>(mc, ir);
     if (!ta) {
       const T* rows[MR];
       for (int r = 0; r < MR; ++r) rows[r] = A + idx(i0 + ir + std::min(r, mr - 1)) * lda + p0;
@@ -150,8 +161,8 @@ template <class T, bool Packed, int R>
   if constexpr (Packed) {
 #pragma GCC unroll 4
     for (int p = 0; p < kc; ++p) {
-      const V b0 = *reinterpret_cast<const V*>(Bp);
-      const V b1 = *reinterpret_cast<const V*>(Bp + W);
+      const V b0 = simd::in_register<T>(*reinterpret_cast<const V*>(Bp));
+      const V b1 = simd::in_register<T>(*reinterpret_cast<const V*>(Bp + W));
 #pragma GCC unroll 6
       for (int r = 0; r < R; ++r) {
         const V a = simd::splat(A[r]);
@@ -166,8 +177,8 @@ template <class T, bool Packed, int R>
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) a[r] = A + r * rs;
     for (idx p = 0, pa = 0; p < kc; ++p, pa += cs) {
-      const V b0 = *reinterpret_cast<const V*>(Bp);
-      const V b1 = *reinterpret_cast<const V*>(Bp + W);
+      const V b0 = simd::in_register<T>(*reinterpret_cast<const V*>(Bp));
+      const V b1 = simd::in_register<T>(*reinterpret_cast<const V*>(Bp + W));
 #pragma GCC unroll 6
       for (int r = 0; r < R; ++r) {
         const V av = simd::splat(a[r][pa]);
@@ -241,13 +252,14 @@ inline void micro_kernel(int kc, const T* A, idx rs, idx cs, const T* Bp, T* C, 
 template <class T>
 inline void macro_kernel_strided(int mc, int nc, int kc, const T* A, idx rs, idx cs, const T* Bp, idx panel_stride,
                                  T* C, idx ldc, T alpha, T beta) {
-  constexpr int MR = tile<T>::MR, NR = tile<T>::NR;
+  constexpr int NR = tile<T>::NR;
   for (int jr = 0; jr < nc; jr += NR) {
     const T* b = Bp + idx(jr / NR) * panel_stride;
     const int nr = std::min(NR, nc - jr);
-    for (int ir = 0; ir < mc; ir += MR)
-      micro_kernel<T, false>(kc, A + ir * rs, rs, cs, b, C + idx(ir) * ldc + jr, ldc, alpha, beta,
-                             std::min(MR, mc - ir), nr);
+    for (int ir = 0, mr; ir < mc; ir += mr) {
+      mr = tile_rows<T>(mc, ir);
+      micro_kernel<T, false>(kc, A + ir * rs, rs, cs, b, C + idx(ir) * ldc + jr, ldc, alpha, beta, mr, nr);
+    }
   }
 }
 
@@ -261,9 +273,10 @@ inline void macro_kernel(int mc, int nc, int kc, const T* Ap, const T* Bp, T* C,
   for (int jr = 0; jr < nc; jr += NR) {
     const T* b = Bp + idx(jr / NR) * panel_stride;
     const int nr = std::min(NR, nc - jr);
-    for (int ir = 0; ir < mc; ir += MR) {
-      micro_kernel<T, true>(kc, Ap + idx(ir / MR) * kc * MR, 1, MR, b, C + idx(ir) * ldc + jr, ldc, alpha, beta,
-                            std::min(MR, mc - ir), nr);
+    const T* a = Ap;
+    for (int ir = 0, mr; ir < mc; ir += mr, a += idx(kc) * MR) {
+      mr = tile_rows<T>(mc, ir);
+      micro_kernel<T, true>(kc, a, 1, MR, b, C + idx(ir) * ldc + jr, ldc, alpha, beta, mr, nr);
     }
   }
 }

@@ -52,6 +52,18 @@ template <class T>
   std::memcpy(&v, p, sizeof v);
   return v;
 }
+/// v, held in a register: the compiler may no longer fold the load that made v into each instruction
+/// that uses it. A micro-kernel loads each B vector once per k; folded, it would load it once per row,
+/// and the loads, not the FMAs, would set the pace (GCC 12 does this to the 4-row tile).
+template <class T>
+[[gnu::always_inline]] inline vec<T> in_register(vec<T> v) {
+#if defined(__AVX512F__)
+  asm("" : "+v"(v));
+#elif defined(__SSE2__)
+  asm("" : "+x"(v));
+#endif
+  return v;
+}
 template <class T>
 [[gnu::always_inline]] inline void storeu(T* p, vec<T> v) {
   std::memcpy(p, &v, sizeof v);
