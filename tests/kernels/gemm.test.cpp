@@ -1,4 +1,6 @@
 // gemm against a naive triple loop: shapes, transposes, strides, alpha/beta, odd edges, NaN in C.
+#include <omp.h>
+
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstddef>
@@ -109,7 +111,14 @@ TEST_CASE("gemm double: shapes larger than the cache blocks", "[gemm]") {
       {32, 1024, 128, false, false, 0, 1.0, 0.0}, {1, 700, 600, false, true, 0, 1.0, 0.0},
       {700, 1, 600, true, false, 0, 1.0, 0.0},    {513, 40, 1025, false, false, 0, 1.0, 0.0},
   };
-  for (const auto& c : cases) check<double>(c, 1e-14);
+  // 1-4 threads: C is cut into one chunk per thread (grids 1x1 to 2x2, and 3 chunks in a row or column).
+  const int saved = omp_get_max_threads();
+  for (int threads = 1; threads <= 4; ++threads) {
+    INFO("threads=" << threads);
+    omp_set_num_threads(threads);
+    for (const auto& c : cases) check<double>(c, 1e-14);
+  }
+  omp_set_num_threads(saved);
 }
 
 TEST_CASE("gemm float: against the double oracle", "[gemm]") {
