@@ -76,15 +76,15 @@ void gemm_block(const gemm_args& g, int m0, int m1, int n0, int n1, T alpha, con
         for (int jr = jg; jr < std::min(n1, jg + group * NR); jr += NR) {
           const int nr = std::min(NR, n1 - jr);
           const T* bp = Bp + idx((jr - jg) / NR) * kc * NR;
-          const T* ap = Ap;
-          for (int ir = 0, mr; ir < mc; ir += mr, ap += idx(kc) * MR) {
-            T* c = C + idx(m0 + ir) * ldc + jr;
-            mr = blocks::tile_rows<T>(mc, ir);
-            if (g.ta)
-              blocks::micro_kernel<T, true>(kc, ap, 1, MR, bp, c, ldc, alpha, b_eff, mr, nr);
-            else
-              blocks::micro_kernel<T, false>(kc, A + idx(m0 + ir) * lda + pc, lda, 1, bp, c, ldc, alpha, b_eff, mr, nr);
-          }
+          blocks::for_row_tiles<T>(
+              mc, [&](int ir, int mr, int t) __attribute__((always_inline)) {
+                T* c = C + idx(m0 + ir) * ldc + jr;
+                if (g.ta)
+                  blocks::micro_kernel<T, true>(kc, Ap + idx(t) * kc * MR, 1, MR, bp, c, ldc, alpha, b_eff, mr, nr);
+                else
+                  blocks::micro_kernel<T, false>(kc, A + idx(m0 + ir) * lda + pc, lda, 1, bp, c, ldc, alpha, b_eff, mr,
+                                                 nr);
+              });
         }
       }
     }

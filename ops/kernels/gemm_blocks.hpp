@@ -28,15 +28,24 @@ struct tile {
   static constexpr int NR = 2 * W;
 };
 
-/// Height of the row tile that starts at row `ir` of an mc-row block: MR, except that a last tile of 1-3
-/// rows is merged with the one before into two of 4-5 rows. R rows keep 2R FMA chains in flight, and
-/// FMA latency x throughput needs 8: a 2-row tile takes as long as a 4-row one (M = 32: 6+6+6+6+4+4,
-/// not 6+6+6+6+6+2). The number of tiles stays ceil(mc / MR).
-template <class T>
-constexpr int tile_rows(int mc, int ir) {
+/// Calls f(ir, mr, t) for the row tiles of an mc-row block: tile t covers rows [ir, ir + mr). Tiles
+/// have MR rows, except that a last tile of 1-3 rows is merged with the one before into two of 4-5
+/// rows: R rows keep 2R FMA chains in flight, and FMA latency x throughput needs 8, so a 2-row tile
+/// takes as long as a 4-row one (M = 32: 6+6+6+6+4+4, not 6+6+6+6+6+2). There are ceil(mc / MR)
+/// tiles, and the full ones come first with mr a constant MR (the call inlines to the 6-row kernel).
+template <class T, class F>
+[[gnu::always_inline]] inline void for_row_tiles(int mc, F&& f) {
   constexpr int MR = tile<T>::MR;
-  const int left = mc - ir;
-  return left > MR && left < MR + 4 ? (left + 1) / 2 : std::min(MR, left);
+  const int rest = mc % MR;
+  const int full = mc < MR ? 0 : mc / MR - (rest > 0 && rest < 4 ? 1 : 0);
+  for (int t = 0; t < full; ++t) f(t * MR, MR, t);
+  const int ir = full * MR, left = mc - ir;
+  if (left > MR) {
+    f(ir, (left + 1) / 2, full);
+    f(ir + (left + 1) / 2, left / 2, full + 1);
+  } else if (left > 0) {
+    f(ir, left, full);
+  }
 }
 
 /// Growable 64-byte-aligned scratch buffer (one per thread, reused across calls).
@@ -64,35 +73,36 @@ class scratch {
 // ---- packing -------------------------------------------------------------------------------
 
 /// Packs rows [i0, i0+mc) x cols [p0, p0+kc) of op(A) into ceil(mc/MR) A panels at Ap, one per row tile
-/// (tile_rows). op(A)(i, p) = ta ? A[p*lda + i] : A[i*lda + p]. Each panel holds kc * MR elements.
+/// (for_row_tiles). op(A)(i, p) = ta ? A[p*lda + i] : A[i*lda + p]. Each panel holds kc * MR elements.
 template <class T>
-void pack_a(bool ta, const T* A, idx lda, int i0, int mc, int p0, int kc, T* Ap) {
+void pack_a(bool ta, const T* A, idx lda, int i0, int mc, int p0, int kc, T* A_panels) {
   constexpr int MR = tile<T>::MR;
-  for (int ir = 0, mr; ir < mc; ir += mr, Ap += idx(kc) * MR) {
-    mr = tile_rows<T>(mc, ir);
-    if (!ta) {
-      const T* rows[MR];
-      for (int r = 0; r < MR; ++r) rows[r] = A + idx(i0 + ir + std::min(r, mr - 1)) * lda + p0;
-      for (int p = 0; p < kc; ++p) {
-        T* d = Ap + idx(p) * MR;
+  for_row_tiles<T>(
+      mc, [&](int ir, int mr, int t) __attribute__((always_inline)) {
+        T* const Ap = A_panels + idx(t) * kc * MR;
+        if (!ta) {
+          const T* rows[MR];
+          for (int r = 0; r < MR; ++r) rows[r] = A + idx(i0 + ir + std::min(r, mr - 1)) * lda + p0;
+          for (int p = 0; p < kc; ++p) {
+            T* d = Ap + idx(p) * MR;
 #pragma GCC unroll 6
-        for (int r = 0; r < MR; ++r) d[r] = rows[r][p];
-      }
-      if (mr < MR)
-        for (int p = 0; p < kc; ++p)
-          for (int r = mr; r < MR; ++r) Ap[idx(p) * MR + r] = T(0);
-    } else if (mr == MR) {
-      const T* a = A + idx(p0) * lda + i0 + ir;
-      for (int p = 0; p < kc; ++p, a += lda) std::memcpy(Ap + idx(p) * MR, a, MR * sizeof(T));
-    } else {
-      for (int p = 0; p < kc; ++p) {
-        const T* a = A + idx(p0 + p) * lda + i0 + ir;
-        T* d = Ap + idx(p) * MR;
-        for (int r = 0; r < mr; ++r) d[r] = a[r];
-        for (int r = mr; r < MR; ++r) d[r] = T(0);
-      }
-    }
-  }
+            for (int r = 0; r < MR; ++r) d[r] = rows[r][p];
+          }
+          if (mr < MR)
+            for (int p = 0; p < kc; ++p)
+              for (int r = mr; r < MR; ++r) Ap[idx(p) * MR + r] = T(0);
+        } else if (mr == MR) {
+          const T* a = A + idx(p0) * lda + i0 + ir;
+          for (int p = 0; p < kc; ++p, a += lda) std::memcpy(Ap + idx(p) * MR, a, MR * sizeof(T));
+        } else {
+          for (int p = 0; p < kc; ++p) {
+            const T* a = A + idx(p0 + p) * lda + i0 + ir;
+            T* d = Ap + idx(p) * MR;
+            for (int r = 0; r < mr; ++r) d[r] = a[r];
+            for (int r = mr; r < MR; ++r) d[r] = T(0);
+          }
+        }
+      });
 }
 
 /// Packs rows [p0, p0+kc) x cols [j0, j0+nc) of op(B) into ceil(nc/NR) B panels at Bp.
@@ -144,10 +154,10 @@ void pack_b(bool tb, const T* B, idx ldb, int p0, int kc, int j0, int nc, T* Bp,
 
 // ---- micro-kernel ----------------------------------------------------------------------------
 
-/// The tile with R rows (R <= MR: an edge tile costs in proportion to its rows).
+/// The tile with R rows (R <= MR), inlined where it is called: see micro_kernel.
 template <class T, bool Packed, int R>
-[[gnu::hot]] inline void micro_rows(int kc, const T* __restrict A, idx rs, idx cs, const T* __restrict Bp,
-                                    T* __restrict C, idx ldc, T alpha, T beta, int n) {
+[[gnu::always_inline]] inline void micro_body(int kc, const T* __restrict A, idx rs, idx cs, const T* __restrict Bp,
+                                              T* __restrict C, idx ldc, T alpha, T beta, int n) {
   using V = simd::vec<T>;
   constexpr int MR = tile<T>::MR, NR = tile<T>::NR, W = tile<T>::W;
   V c[R][2];
@@ -224,16 +234,25 @@ template <class T, bool Packed, int R>
       C[r * ldc + j] = beta == T(0) ? alpha * t[r * NR + j] : alpha * t[r * NR + j] + beta * C[r * ldc + j];
 }
 
+/// Edge tiles (R < MR rows): one out-of-line copy each.
+template <class T, bool Packed, int R>
+[[gnu::hot, gnu::noinline]] void micro_rows(int kc, const T* A, idx rs, idx cs, const T* Bp, T* C, idx ldc, T alpha,
+                                            T beta, int n) {
+  micro_body<T, Packed, R>(kc, A, rs, cs, Bp, C, ldc, alpha, beta, n);
+}
+
 /// C (m,n) = alpha * A Bp + beta * C for one MR x NR tile (m <= MR, n <= NR); beta == 0 does not read C.
 /// Bp: one B panel, kc deep. A: element (r, p) at A[r * rs + p * cs]; Packed means one A panel
 /// (rs = 1, cs = MR). Rows past m are never read (row-major A: rs = lda, cs = 1; transposed: rs = 1, cs = lda).
+/// Full tiles run the body inlined into the caller's loop (a call per tile, and the epilogue's
+/// tests of alpha, beta and n on constants, cost a few percent at kc = 64); edge tiles call out.
 template <class T, bool Packed>
-inline void micro_kernel(int kc, const T* A, idx rs, idx cs, const T* Bp, T* C, idx ldc, T alpha, T beta, int m,
-                         int n) {
+[[gnu::always_inline]] inline void micro_kernel(int kc, const T* A, idx rs, idx cs, const T* Bp, T* C, idx ldc, T alpha,
+                                                T beta, int m, int n) {
   static_assert(tile<T>::MR == 6);
   switch (m) {
     case 6:
-      return micro_rows<T, Packed, 6>(kc, A, rs, cs, Bp, C, ldc, alpha, beta, n);
+      return micro_body<T, Packed, 6>(kc, A, rs, cs, Bp, C, ldc, alpha, beta, n);
     case 5:
       return micro_rows<T, Packed, 5>(kc, A, rs, cs, Bp, C, ldc, alpha, beta, n);
     case 4:
@@ -258,10 +277,10 @@ inline void macro_kernel_strided(int mc, int nc, int kc, const T* A, idx rs, idx
   for (int jr = 0; jr < nc; jr += NR) {
     const T* b = Bp + idx(jr / NR) * panel_stride;
     const int nr = std::min(NR, nc - jr);
-    for (int ir = 0, mr; ir < mc; ir += mr) {
-      mr = tile_rows<T>(mc, ir);
-      micro_kernel<T, false>(kc, A + ir * rs, rs, cs, b, C + idx(ir) * ldc + jr, ldc, alpha, beta, mr, nr);
-    }
+    for_row_tiles<T>(
+        mc, [&](int ir, int mr, int) __attribute__((always_inline)) {
+          micro_kernel<T, false>(kc, A + ir * rs, rs, cs, b, C + idx(ir) * ldc + jr, ldc, alpha, beta, mr, nr);
+        });
   }
 }
 
@@ -275,11 +294,10 @@ inline void macro_kernel(int mc, int nc, int kc, const T* Ap, const T* Bp, T* C,
   for (int jr = 0; jr < nc; jr += NR) {
     const T* b = Bp + idx(jr / NR) * panel_stride;
     const int nr = std::min(NR, nc - jr);
-    const T* a = Ap;
-    for (int ir = 0, mr; ir < mc; ir += mr, a += idx(kc) * MR) {
-      mr = tile_rows<T>(mc, ir);
-      micro_kernel<T, true>(kc, a, 1, MR, b, C + idx(ir) * ldc + jr, ldc, alpha, beta, mr, nr);
-    }
+    for_row_tiles<T>(
+        mc, [&](int ir, int mr, int t) __attribute__((always_inline)) {
+          micro_kernel<T, true>(kc, Ap + idx(t) * kc * MR, 1, MR, b, C + idx(ir) * ldc + jr, ldc, alpha, beta, mr, nr);
+        });
   }
 }
 
