@@ -150,22 +150,22 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, 
     gemm_block(g, 0, M, 0, N, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  // C is cut into a grid of tm x tn chunks, one per thread. The grid minimises the work of a thread: its
-  // tiles plus its packing (a packed element costs about 4 FMA lanes' time per tile element). More
+  // C is cut into a grid of tm x tn chunks, at most one per thread where the tiles allow it. The grid
+  // minimises the work of a thread: its tiles plus its packing (a packed element costs about 4 FMA
+  // lanes' time per tile element), times the rounds when there are more chunks than threads. More
   // chunks than threads, handed out dynamically, would absorb a core lost for a while, but every chunk
   // packs the A rows and B columns it reads: two per thread cost 7%-16% at 128^3-1024^3 on two cores.
-  const int target = std::min(threads, mt * nt);
-  int tm = 1, tn = target;
+  int tm = 1, tn = std::min(nt, threads);
   double best = 1e300;
-  for (int a = 1; a <= std::min(mt, target); ++a) {
-    const int b = std::min(nt, (target + a - 1) / a);
-    if (a * b < target) continue;
+  for (int a = 1; a <= std::min(mt, threads); ++a) {
+    const int b = std::min(nt, (threads + a - 1) / a);
     const int rows = (mt + a - 1) / a, cols = (nt + b - 1) / b;
-    const double rounds = double((a * b + threads - 1) / threads);  // more chunks than threads: in rounds
+    const double rounds = double((a * b + threads - 1) / threads);
     const double cost = rounds * (double(rows) * cols * MR * NR + 4.0 * (rows * MR + cols * NR));
     if (cost < best) best = cost, tm = a, tn = b;
   }
-#pragma omp parallel for num_threads(threads) schedule(static, 1)
+  const int team = std::min(threads, tm * tn);
+#pragma omp parallel for num_threads(team) schedule(static, 1)
   for (int chunk = 0; chunk < tm * tn; ++chunk) {
     const int im = chunk / tn, in = chunk % tn;
     const int m0 = std::min(M, split(mt, tm, im) * MR), m1 = std::min(M, split(mt, tm, im + 1) * MR);

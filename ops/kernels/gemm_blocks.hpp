@@ -29,22 +29,27 @@ struct tile {
 };
 
 /// Calls f(ir, mr, t) for the row tiles of an mc-row block: tile t covers rows [ir, ir + mr). Tiles
-/// have MR rows, except that a last tile of 1-3 rows is merged with the one before into two of 4-5
-/// rows: R rows keep 2R FMA chains in flight, and FMA latency x throughput needs 8, so a 2-row tile
-/// takes as long as a 4-row one (M = 32: 6+6+6+6+4+4, not 6+6+6+6+6+2). There are ceil(mc / MR)
-/// tiles, and the full ones come first with mr a constant MR (the call inlines to the 6-row kernel).
+/// have MR rows, except that a last tile of 1-3 rows is merged with the one before into two of 3-5
+/// rows (4+3, 4+4, 5+4): R rows keep 2R FMA chains in flight, and FMA latency x throughput needs 8,
+/// so a 2-row tile takes as long as a 4-row one (M = 32: 6+6+6+6+4+4, not 6+6+6+6+6+2). There are
+/// ceil(mc / MR) tiles. The full ones come first with mr a constant MR (the call inlines to the 6-row
+/// kernel); the edge ones are known to have fewer rows (no dead copy of the 6-row kernel).
 template <class T, class F>
 [[gnu::always_inline]] inline void for_row_tiles(int mc, F&& f) {
   constexpr int MR = tile<T>::MR;
   const int rest = mc % MR;
   const int full = mc < MR ? 0 : mc / MR - (rest > 0 && rest < 4 ? 1 : 0);
   for (int t = 0; t < full; ++t) f(t * MR, MR, t);
-  const int ir = full * MR, left = mc - ir;
+  auto edge = [&](int ir, int mr, int t) __attribute__((always_inline)) {
+    if (mr < 1 || mr >= MR) __builtin_unreachable();
+    f(ir, mr, t);
+  };
+  const int ir = full * MR, left = mc - ir;  // 0, 1-5, or 7-9
   if (left > MR) {
-    f(ir, (left + 1) / 2, full);
-    f(ir + (left + 1) / 2, left / 2, full + 1);
+    edge(ir, (left + 1) / 2, full);
+    edge(ir + (left + 1) / 2, left / 2, full + 1);
   } else if (left > 0) {
-    f(ir, left, full);
+    edge(ir, left, full);
   }
 }
 
@@ -75,29 +80,29 @@ class scratch {
 /// Packs rows [i0, i0+mc) x cols [p0, p0+kc) of op(A) into ceil(mc/MR) A panels at Ap, one per row tile
 /// (for_row_tiles). op(A)(i, p) = ta ? A[p*lda + i] : A[i*lda + p]. Each panel holds kc * MR elements.
 template <class T>
-void pack_a(bool ta, const T* A, idx lda, int i0, int mc, int p0, int kc, T* A_panels) {
+void pack_a(bool ta, const T* A, idx lda, int i0, int mc, int p0, int kc, T* Ap) {
   constexpr int MR = tile<T>::MR;
   for_row_tiles<T>(
       mc, [&](int ir, int mr, int t) __attribute__((always_inline)) {
-        T* const Ap = A_panels + idx(t) * kc * MR;
+        T* const panel = Ap + idx(t) * kc * MR;
         if (!ta) {
           const T* rows[MR];
           for (int r = 0; r < MR; ++r) rows[r] = A + idx(i0 + ir + std::min(r, mr - 1)) * lda + p0;
           for (int p = 0; p < kc; ++p) {
-            T* d = Ap + idx(p) * MR;
+            T* d = panel + idx(p) * MR;
 #pragma GCC unroll 6
             for (int r = 0; r < MR; ++r) d[r] = rows[r][p];
           }
           if (mr < MR)
             for (int p = 0; p < kc; ++p)
-              for (int r = mr; r < MR; ++r) Ap[idx(p) * MR + r] = T(0);
+              for (int r = mr; r < MR; ++r) panel[idx(p) * MR + r] = T(0);
         } else if (mr == MR) {
           const T* a = A + idx(p0) * lda + i0 + ir;
-          for (int p = 0; p < kc; ++p, a += lda) std::memcpy(Ap + idx(p) * MR, a, MR * sizeof(T));
+          for (int p = 0; p < kc; ++p, a += lda) std::memcpy(panel + idx(p) * MR, a, MR * sizeof(T));
         } else {
           for (int p = 0; p < kc; ++p) {
             const T* a = A + idx(p0 + p) * lda + i0 + ir;
-            T* d = Ap + idx(p) * MR;
+            T* d = panel + idx(p) * MR;
             for (int r = 0; r < mr; ++r) d[r] = a[r];
             for (int r = mr; r < MR; ++r) d[r] = T(0);
           }

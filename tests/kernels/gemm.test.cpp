@@ -9,9 +9,11 @@
 #include <vector>
 
 #include "ctgraph/kernels.hpp"
+#include "ops/kernels/gemm_blocks.hpp"
 
 namespace {
 namespace k = ctgraph::kernels;
+namespace blocks = ctgraph::kernels::blocks;
 using idx = std::ptrdiff_t;
 
 struct gemm_case {
@@ -88,6 +90,12 @@ void check(const gemm_case& c, double tol) {
 
 const int small_sizes[] = {1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33};
 
+// Restores OpenMP's thread count when a test that changes it ends, however it ends.
+struct thread_count {
+  int saved = omp_get_max_threads();
+  ~thread_count() { omp_set_num_threads(saved); }
+};
+
 }  // namespace
 
 TEST_CASE("gemm double: small shapes, every transpose, odd edges", "[gemm]") {
@@ -110,15 +118,16 @@ TEST_CASE("gemm double: shapes larger than the cache blocks", "[gemm]") {
       {260, 131, 513, false, true, 2, 0.5, 0.0},  {97, 1100, 65, true, true, 0, 1.0, -1.0},
       {32, 1024, 128, false, false, 0, 1.0, 0.0}, {1, 700, 600, false, true, 0, 1.0, 0.0},
       {700, 1, 600, true, false, 0, 1.0, 0.0},    {513, 40, 1025, false, false, 0, 1.0, 0.0},
+      {12, 16, 6000, false, false, 0, 1.0, 0.0},  // 2 x 2 tiles: fewer chunks than 3-4 threads
   };
-  // 1-4 threads: C is cut into one chunk per thread (grids 1x1 to 2x2, and 3 chunks in a row or column).
-  const int saved = omp_get_max_threads();
+  // 1-4 threads: C is cut into a grid of chunks (1x2, 2x1, 1x3, 4x1, ...: which one depends on the
+  // shape and the SIMD width); products under 2 MFLOP run on one thread.
+  const thread_count saved;
   for (int threads = 1; threads <= 4; ++threads) {
     INFO("threads=" << threads);
     omp_set_num_threads(threads);
     for (const auto& c : cases) check<double>(c, 1e-14);
   }
-  omp_set_num_threads(saved);
 }
 
 TEST_CASE("gemm float: against the double oracle", "[gemm]") {
@@ -128,6 +137,30 @@ TEST_CASE("gemm float: against the double oracle", "[gemm]") {
     check<float>({7, 9, 5, bool(t & 1), bool(t & 2), 2, 1.0, 1.0}, 2e-6);
   }
   check<float>({300, 257, 520, false, false, 0, 1.0, 0.0}, 2e-6);
+  check<float>({151, 70, 300, false, false, 0, 1.0, 0.0}, 2e-6);  // 144 + 7 rows: a merged edge tile (4+3)
+  check<float>({152, 70, 300, true, false, 0, 1.0, 0.0}, 2e-6);   // 144 + 8: 4+4, A packed
+}
+
+TEST_CASE("gemm: row tiles cover the block in order, 6 rows each but a merged 3-5-row edge", "[gemm]") {
+  constexpr int MR = blocks::tile<float>::MR;
+  for (int mc = 0; mc <= 200; ++mc) {
+    INFO("mc=" << mc);
+    std::vector<int> heights;
+    int next = 0;
+    blocks::for_row_tiles<float>(mc, [&](int ir, int mr, int t) {
+      CHECK(ir == next);
+      CHECK(t == int(heights.size()));
+      heights.push_back(mr);
+      next += mr;
+    });
+    CHECK(next == mc);
+    CHECK(int(heights.size()) == (mc + MR - 1) / MR);  // the A panels pack_a writes
+    for (std::size_t t = 0; t < heights.size(); ++t) {
+      const bool edge = t + 2 >= heights.size() && heights[t] != MR;
+      CHECK((heights[t] == MR || edge));
+      if (mc >= MR) CHECK(heights[t] >= 3);  // never 1-2 rows once a full tile exists
+    }
+  }
 }
 
 TEST_CASE("gemm: degenerate sizes", "[gemm]") {
