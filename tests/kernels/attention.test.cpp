@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ctgraph/kernels.hpp"
+#include "thread_count.hpp"
 
 namespace {
 namespace k = ctgraph::kernels;
@@ -145,7 +146,7 @@ TEST_CASE("attention: result does not depend on the thread count", "[attention]"
   auto q = random_vec<float>(nq, rng), kk = random_vec<float>(nk, rng), v = random_vec<float>(nk, rng);
   auto dout = random_vec<float>(nq, rng);
   std::vector<float> o[2], lse[2], dq[2], dk[2], dv[2];
-  const int saved = omp_get_max_threads();
+  const thread_count saved;
   for (int t = 0; t < 2; ++t) {
     omp_set_num_threads(t + 1);
     o[t].resize(nq);
@@ -157,7 +158,6 @@ TEST_CASE("attention: result does not depend on the thread count", "[attention]"
     k::attention_backward(s, q.data(), kk.data(), v.data(), o[t].data(), lse[t].data(), dout.data(), dq[t].data(),
                           dk[t].data(), dv[t].data());
   }
-  omp_set_num_threads(saved);
   auto close = [](const std::vector<float>& a, const std::vector<float>& b) {
     for (std::size_t i = 0; i < a.size(); ++i)
       if (!(std::abs(a[i] - b[i]) <= 1e-5f * (1 + std::abs(b[i])))) return false;
@@ -173,7 +173,7 @@ TEST_CASE("attention: result does not depend on the thread count", "[attention]"
 // Many heads are handed out whole (dq has one writer); few heads share their key tiles between threads
 // (dq summed from per-thread buffers). Both modes, against the reference, at 1 to 3 threads.
 TEST_CASE("attention double: fused == reference at 1, 2 and 3 threads, few and many heads", "[attention]") {
-  const int saved = omp_get_max_threads();
+  const thread_count saved;
   for (int threads : {1, 2, 3}) {
     omp_set_num_threads(threads);
     INFO("threads=" << threads);
@@ -182,5 +182,4 @@ TEST_CASE("attention double: fused == reference at 1, 2 and 3 threads, few and m
       check_attention<double>({3, 4, 100, 130, 40, causal}, 1e-9);  // 12 heads: by head at up to 3 threads
     }
   }
-  omp_set_num_threads(saved);
 }

@@ -10,6 +10,7 @@
 
 #include "ctgraph/kernels.hpp"
 #include "ops/kernels/gemm_blocks.hpp"
+#include "thread_count.hpp"
 
 namespace {
 namespace k = ctgraph::kernels;
@@ -89,12 +90,6 @@ void check(const gemm_case& c, double tol) {
 }
 
 const int small_sizes[] = {1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33};
-
-// Restores OpenMP's thread count when a test that changes it ends, however it ends.
-struct thread_count {
-  int saved = omp_get_max_threads();
-  ~thread_count() { omp_set_num_threads(saved); }
-};
 
 }  // namespace
 
