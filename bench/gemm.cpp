@@ -72,6 +72,13 @@ int main(int argc, char** argv) {
     for (gemm_shape s :
          {gemm_shape{32, 1024, 128}, gemm_shape{32, 1024, 256}, gemm_shape{32, 128, 1024}, gemm_shape{32, 256, 1024}})
       add_shape<float>("sgemm skinny (M x N x K)", s, threads);
+    // the products of batch-32 recurrent and transformer layers, in each layout they run in: x W^T
+    // (forward, NT), dY W (input gradient, NN), dY^T x (weight gradient, TN)
+    for (gemm_shape s :
+         {gemm_shape{32, 256, 1024}, gemm_shape{32, 256, 1024, false, true}, gemm_shape{32, 256, 1024, true, false},
+          gemm_shape{32, 1024, 256}, gemm_shape{32, 1024, 256, false, true}, gemm_shape{64, 64, 64},
+          gemm_shape{64, 64, 64, false, true}, gemm_shape{64, 64, 64, true, false}})
+      add_shape<float>("sgemm layer shapes (M x N x K)", s, threads);
     for (gemm_shape s : {gemm_shape{512, 512, 512, true, false}, gemm_shape{512, 512, 512, false, true},
                          gemm_shape{512, 512, 512, true, true}})
       add_shape<float>("sgemm transposed", s, threads);

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Regenerates the kernel tables and plots of docs/performance.md (GEMM, attention, attention memory).
-#   bench/run_kernel_benches.sh [build-dir] [out-dir]
+#   [CTGRAPH_ISA=native|avx2|avx512|generic] bench/run_kernel_benches.sh [build-dir] [out-dir]
+# CTGRAPH_ISA picks the kernels' instruction set (default native); one build dir per ISA.
 # Writes <out-dir>/kernels.md (markdown tables), *.csv (raw figures) and, if gnuplot is installed,
 # gemm.svg and attention.svg. Run it on an otherwise idle machine: the 2-thread rows need both cores.
 # On a shared machine, CTGRAPH_BENCH_CLOCK=cpu times the 1-thread rows by the thread's CPU clock.
@@ -9,8 +10,12 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$src/build-bench}
 out=${2:-$build/kernel-results}
 md="$out/kernels.md"
+if [ "${CTGRAPH_ISA:-native}" = avx512 ] && ! grep -qw avx512f /proc/cpuinfo; then
+  echo "run_kernel_benches.sh: CTGRAPH_ISA=avx512, but this CPU has no AVX-512" >&2
+  exit 1
+fi
 if [ -z "${PLOTS_ONLY:-}" ]; then  # PLOTS_ONLY=1: redraw the plots from an earlier run's CSV files
-cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCTGRAPH_BENCH=ON >/dev/null
+cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCTGRAPH_BENCH=ON -DCTGRAPH_ISA="${CTGRAPH_ISA:-native}" >/dev/null
 cmake --build "$build" -j1 --target bench_gemm bench_attention bench_attention_memory
 mkdir -p "$out"
 # OpenMP runs with libgomp's default wait policy (spin, then sleep), which is what a user's program
@@ -19,7 +24,8 @@ mkdir -p "$out"
 # slice late (~8 ms) at every parallel region. libtorch uses the same libgomp.
 {
   echo "Machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores;" \
-    "SIMD: $(grep -q avx512f /proc/cpuinfo && echo AVX-512 || (grep -q avx2 /proc/cpuinfo && echo AVX2+FMA, 256-bit || echo SSE))."
+    "SIMD: $(grep -q avx512f /proc/cpuinfo && echo AVX-512 || (grep -q avx2 /proc/cpuinfo && echo AVX2+FMA, 256-bit || echo SSE));" \
+    "kernels built for CTGRAPH_ISA=${CTGRAPH_ISA:-native}."
   echo "Compiler: $(${CXX:-c++} --version | head -1). OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-default}," \
     "CTGRAPH_BENCH_CLOCK=${CTGRAPH_BENCH_CLOCK:-real}. Date: $(date -u +%Y-%m-%d)."
 } >"$md"

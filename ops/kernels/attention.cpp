@@ -158,8 +158,9 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
   const T scale = scale_of<T>(s);
   const T scale2 = scale * T(1.4426950408889634074);  // scores kept in log2 units: exp(x) = 2^(x log2 e)
   const int Dp = round_up(D, NR);
-  const idx kt_head = idx(round_up(N, NR)) * D;  // K^T panels of one head: ceil(N/NR) x (D x NR)
-  const idx vb_head = idx(Dp) * N;               // V panels of one head: Dp/NR x (N x NR)
+  constexpr idx line = 64 / sizeof(T);                           // packed parts start on a cache line
+  const idx kt_head = round_up(idx(round_up(N, NR)) * D, line);  // K^T panels of a head: ceil(N/NR) x (D x NR)
+  const idx vb_head = idx(Dp) * N;                               // V panels of one head: Dp/NR x (N x NR)
   const int nqb = (L + BQ - 1) / BQ;
   // Units of query tiles; a thread packs K and V of its head into its own buffer.
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
@@ -291,10 +292,11 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
   const T scale = scale_of<T>(s);
   const T scale2 = scale * T(1.4426950408889634074);  // scores in log2 units
   const int Dp = round_up(D, NR);
-  const idx kt_head = idx(round_up(N, NR)) * D;  // K^T or V^T panels: ceil(N/NR) x (D x NR)
-  const idx kb_head = idx(Dp) * N;               // K panels: Dp/NR x (N x NR)
-  const idx qb_head = idx(Dp) * L;               // Q or dO panels: Dp/NR x (L x NR)
-  const idx head_q = idx(L) * D;                 // q, dq elements per head
+  constexpr idx line = 64 / sizeof(T);                           // packed parts start on a cache line
+  const idx kt_head = round_up(idx(round_up(N, NR)) * D, line);  // K^T or V^T panels: ceil(N/NR) x (D x NR)
+  const idx kb_head = round_up(idx(Dp) * N, line);               // K panels: Dp/NR x (N x NR)
+  const idx qb_head = round_up(idx(Dp) * L, line);               // Q or dO panels: Dp/NR x (L x NR)
+  const idx head_q = idx(L) * D;                                 // q, dq elements per head
   const int nkb = (N + BK - 1) / BK;
   const int off = N - L;
   // Units of key tiles. A whole head has one writer of its dq, and its thread packs the head's
@@ -305,13 +307,15 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
   const head_units units(BH, nkb, threads);
   const bool by_head = units.whole > 0;
   const int whole = units.whole;
-  const idx split_q = idx(units.split) * head_q;
-  // K^T, V^T, K, Q, dO panels, then dO.O per row; rounded to 64 bytes, as the micro-kernel's aligned
-  // panel loads need.
-  const idx head_size = round_up(2 * kt_head + kb_head + 2 * qb_head + L, idx(64 / sizeof(T)));
+  // Every part of the shared buffer starts on 64 bytes, as packed panels must (blocks::check_panels):
+  // the packs of all heads follow the dq buffers of threads 1.., whose size (split heads x L x D) is
+  // rounded up to it, and each head's packs (K^T, V^T, K, Q, dO panels, then dO.O per row) too.
+  const idx split_q = idx(units.split) * head_q;     // dq elements of the split heads
+  const idx split_stride = round_up(split_q, line);  // their extra buffers, thread after thread
+  const idx head_size = round_up(2 * kt_head + kb_head + 2 * qb_head + L, line);
   static thread_local blocks::scratch<T> shared;
-  T* const dq_extra = shared.get(std::size_t((threads - 1) * split_q + (by_head ? 0 : BH * head_size)));
-  T* const packs = dq_extra + (threads - 1) * split_q;
+  T* const dq_extra = shared.get(std::size_t((threads - 1) * split_stride + (by_head ? 0 : BH * head_size)));
+  T* const packs = dq_extra + (threads - 1) * split_stride;
   auto pack_head = [&](int bh, T* dst) {
     const T* K = k + idx(bh) * N * D;
     const T* Vh = v + idx(bh) * N * D;
@@ -334,7 +338,7 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
 #pragma omp parallel num_threads(threads)
   {
     const int tid = omp_get_thread_num();
-    T* const extra = tid == 0 ? nullptr : dq_extra + (tid - 1) * split_q;
+    T* const extra = tid == 0 ? nullptr : dq_extra + (tid - 1) * split_stride;
     if (extra) std::fill(extra, extra + split_q, T(0));
     static thread_local blocks::scratch<T> head;  // by head: the packed operands of the head at hand
     T* const own = by_head ? head.get(std::size_t(head_size)) : nullptr;
@@ -422,7 +426,7 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
 #pragma omp for schedule(static)
       for (idx e = 0; e < split_q; ++e) {
         T acc = dq_split[e];
-        for (int t = 1; t < team; ++t) acc += dq_extra[(t - 1) * split_q + e];
+        for (int t = 1; t < team; ++t) acc += dq_extra[(t - 1) * split_stride + e];
         dq_split[e] = acc;
       }
     }

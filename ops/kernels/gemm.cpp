@@ -73,6 +73,7 @@ void gemm_block(const gemm_args& g, int m0, int m1, int n0, int n1, T alpha, con
       constexpr int group = 4;  // panels packed per pass over B's rows
       for (int jg = n0; jg < n1; jg += group * NR) {
         blocks::pack_b(g.tb, B, ldb, pc, kc, jg, std::min(group * NR, n1 - jg), Bp);
+        blocks::check_panels(Bp, idx(kc) * NR, "gemm_block");
         for (int jr = jg; jr < std::min(n1, jg + group * NR); jr += NR) {
           const int nr = std::min(NR, n1 - jr);
           const T* bp = Bp + idx((jr - jg) / NR) * kc * NR;

@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -27,6 +29,22 @@ struct tile {
   static constexpr int MR = 6;
   static constexpr int NR = 2 * W;
 };
+
+/// B panels start on a cache line (64 bytes, or one panel row, NR elements, where that is less) and
+/// lie a multiple of it apart: every packed buffer is laid out so. The micro-kernel's loads are
+/// unaligned-safe, but a panel off a line costs a split load at every k. Checked, with a message naming
+/// the caller, in builds with CTGRAPH_KERNEL_CHECKS (Debug and CTGRAPH_SANITIZE builds).
+template <class T>
+inline void check_panels([[maybe_unused]] const T* p, [[maybe_unused]] idx stride, [[maybe_unused]] const char* where) {
+#if defined(CTGRAPH_KERNEL_CHECKS)
+  constexpr idx line = std::min<idx>(64, tile<T>::NR * idx(sizeof(T)));
+  if (reinterpret_cast<std::uintptr_t>(p) % line != 0 || stride * idx(sizeof(T)) % line != 0) {
+    std::fprintf(stderr, "ctgraph kernels: %s: B panels at %p, %td bytes apart, are not %td-byte aligned\n", where,
+                 static_cast<const void*>(p), stride * idx(sizeof(T)), line);
+    std::abort();
+  }
+#endif
+}
 
 /// Calls f(ir, mr, t) for the row tiles of an mc-row block: tile t covers rows [ir, ir + mr). Tiles
 /// have MR rows, except that a last tile of 1-3 rows is merged with the one before into two of 3-5
@@ -178,8 +196,8 @@ template <class T, bool Packed, int R>
 // 9 cycles per k instead of 6.
 #pragma GCC unroll 2
     for (int p = 0; p < kc; ++p) {
-      const V b0 = simd::in_register<T>(*reinterpret_cast<const V*>(Bp));
-      const V b1 = simd::in_register<T>(*reinterpret_cast<const V*>(Bp + W));
+      const V b0 = simd::in_register<T>(simd::loadu(Bp));
+      const V b1 = simd::in_register<T>(simd::loadu(Bp + W));
 #pragma GCC unroll 6
       for (int r = 0; r < R; ++r) {
         const V a = simd::splat(A[r]);
@@ -194,8 +212,8 @@ template <class T, bool Packed, int R>
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) a[r] = A + r * rs;
     for (idx p = 0, pa = 0; p < kc; ++p, pa += cs) {
-      const V b0 = simd::in_register<T>(*reinterpret_cast<const V*>(Bp));
-      const V b1 = simd::in_register<T>(*reinterpret_cast<const V*>(Bp + W));
+      const V b0 = simd::in_register<T>(simd::loadu(Bp));
+      const V b1 = simd::in_register<T>(simd::loadu(Bp + W));
 #pragma GCC unroll 6
       for (int r = 0; r < R; ++r) {
         const V av = simd::splat(a[r][pa]);
@@ -279,6 +297,7 @@ template <class T>
 inline void macro_kernel_strided(int mc, int nc, int kc, const T* A, idx rs, idx cs, const T* Bp, idx panel_stride,
                                  T* C, idx ldc, T alpha, T beta) {
   constexpr int NR = tile<T>::NR;
+  check_panels(Bp, panel_stride, "macro_kernel_strided");
   for (int jr = 0; jr < nc; jr += NR) {
     const T* b = Bp + idx(jr / NR) * panel_stride;
     const int nr = std::min(NR, nc - jr);
@@ -296,6 +315,7 @@ inline void macro_kernel(int mc, int nc, int kc, const T* Ap, const T* Bp, T* C,
                          idx panel_stride = -1) {
   constexpr int MR = tile<T>::MR, NR = tile<T>::NR;
   if (panel_stride < 0) panel_stride = idx(kc) * NR;
+  check_panels(Bp, panel_stride, "macro_kernel");
   for (int jr = 0; jr < nc; jr += NR) {
     const T* b = Bp + idx(jr / NR) * panel_stride;
     const int nr = std::min(NR, nc - jr);
