@@ -4,7 +4,11 @@
 #pragma once
 #include <omp.h>
 
+#include <bit>
+#include <cstdint>
 #include <cstring>
+#include <span>
+#include <vector>
 
 #include "plan.hpp"
 
@@ -122,18 +126,133 @@ void run_fused(const exec_ctx& c, const fused_step& f) {
   }
 }
 
+/// Runs one step of a plan: a kernel call or a fused loop.
+template <class Plan>
+inline void run_step(const exec_ctx& c, const Plan& p, const order_entry& e) {
+  if (!e.fused)
+    run_kernel(c, p.kernels[e.index]);
+  else if (p.fused[e.index].type == dtype::f64)
+    run_fused<double>(c, p.fused[e.index]);
+  else
+    run_fused<float>(c, p.fused[e.index]);
+}
+
 /// Runs every step of a plan in order. Never inlined: inlined into a caller that holds the
 /// plan as a constant, clang 14 at -O2 unrolls the loop over every step and spends
 /// minutes optimising the result (a 16-layer residual net: over 200 s instead of 9 s).
 template <class Plan>
 [[gnu::noinline]] void run_plan(const exec_ctx& c, const Plan& p) {
-  for (const order_entry& e : p.order) {
-    if (!e.fused)
-      run_kernel(c, p.kernels[e.index]);
-    else if (p.fused[e.index].type == dtype::f64)
-      run_fused<double>(c, p.fused[e.index]);
-    else
-      run_fused<float>(c, p.fused[e.index]);
+  for (const order_entry& e : p.order) run_step(c, p, e);
+}
+
+// ---------------------------------------------------------------- finite checks
+
+/// Index of the first NaN or infinity among n values of type T (float, double), or -1.
+/// Reads the bits, so -ffast-math cannot fold the test away: a value is NaN or infinite when
+/// its magnitude bits are at least those of +inf. Blocks of 1024 take the maximum magnitude
+/// (a vectorised reduction, about 0.1 ns per float); only a bad block is searched.
+template <class T>
+long first_non_finite(const T* p, long n) {
+  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  constexpr U inf_bits = sizeof(T) == 4 ? U(0x7f800000u) : U(0x7ff0000000000000ull);
+  constexpr U magnitude = ~(U(1) << (8 * sizeof(T) - 1));
+  constexpr long block = 1024;
+  for (long b0 = 0; b0 < n; b0 += block) {
+    const long b1 = n - b0 < block ? n : b0 + block;
+    U m = 0;
+    for (long i = b0; i < b1; ++i) {
+      const U a = std::bit_cast<U>(p[i]) & magnitude;
+      m = a > m ? a : m;
+    }
+    if (m < inf_bits) continue;
+    for (long i = b0; i < b1; ++i)
+      if ((std::bit_cast<U>(p[i]) & magnitude) >= inf_bits) return i;
+  }
+  return -1;
+}
+/// The same over a buffer of element type `t`; int buffers hold no NaN (-1).
+inline long first_non_finite(dtype t, const void* p, long n) {
+  if (t == dtype::f32) return first_non_finite(static_cast<const float*>(p), n);
+  if (t == dtype::f64) return first_non_finite(static_cast<const double*>(p), n);
+  return -1;
+}
+/// Element `i` of a float or double buffer, as a double (NaN and infinities kept).
+inline double element_as_double(dtype t, const void* p, long i) {
+  return t == dtype::f64 ? static_cast<const double*>(p)[i] : static_cast<const float*>(p)[i];
+}
+
+/// Where a checked run found its first NaN or infinity: the step in run order, the element
+/// of its output and the value; step < 0: none.
+struct non_finite_at {
+  int step = -1;
+  long element = -1;
+  double value = 0;
+};
+
+/// Runs a plan like run_plan, scanning each step's output after it runs; stops at the first
+/// output holding a NaN or an infinity and says where. Float and double outputs only.
+template <class Plan>
+[[gnu::noinline]] non_finite_at run_plan_checked(const exec_ctx& c, const Plan& p) {
+  for (std::size_t s = 0; s < p.order.size(); ++s) {
+    const order_entry& e = p.order[s];
+    run_step(c, p, e);
+    const dtype t = e.fused ? p.fused[e.index].type : p.kernels[e.index].type;
+    const loc out = e.fused ? p.fused[e.index].out : p.kernels[e.index].out;
+    const long n = e.fused ? p.fused[e.index].out_shape.size() : p.kernels[e.index].out_shape.size();
+    const void* data = resolve<const void>(c, out);
+    if (const long i = first_non_finite(t, data, n); i >= 0)
+      return {static_cast<int>(s), i, element_as_double(t, data, i)};
+  }
+  return {};
+}
+
+/// A plan's steps and leaf tables as spans: what diagnostics read, whatever the plan's sizes.
+struct plan_view {
+  std::span<const kernel_step> kernels;
+  std::span<const fused_step> fused;
+  std::span<const order_entry> order;
+  std::span<const leaf_entry> inputs, params;
+};
+template <class Plan>
+plan_view view_of(const Plan& p) {
+  return {p.kernels, p.fused, p.order, {p.inputs.data(), p.inputs.size() - 1}, {p.params.data(), p.params.size() - 1}};
+}
+
+/// The inputs and params step `s` of plan `p` depends on, directly or through earlier
+/// steps: flags indexed like p.inputs and p.params. The producer of an arena operand is the
+/// latest earlier step whose output starts at that offset (a buffer's memory is reused only
+/// after its last reader). Allocates: for error messages only.
+inline void leaves_of_step(const plan_view& p, int s, std::vector<char>& inputs, std::vector<char>& params) {
+  inputs.assign(p.inputs.size(), 0);
+  params.assign(p.params.size(), 0);
+  std::vector<char> seen(p.order.size(), 0);
+  std::vector<int> todo{s};
+  seen[s] = 1;
+  auto out_of = [&](int t) {
+    return p.order[t].fused ? p.fused[p.order[t].index].out : p.kernels[p.order[t].index].out;
+  };
+  while (!todo.empty()) {
+    const int t = todo.back();
+    todo.pop_back();
+    const order_entry& e = p.order[t];
+    auto visit = [&](loc l) {
+      if (l.sp == space::input) inputs[l.off] = 1;
+      if (l.sp == space::param) params[l.off] = 1;
+      if (l.sp != space::arena) return;
+      for (int u = t - 1; u >= 0; --u) {
+        const loc o = out_of(u);
+        if (o.sp != space::arena || o.off != l.off) continue;
+        if (!seen[u]) seen[u] = 1, todo.push_back(u);
+        break;
+      }
+    };
+    if (e.fused) {
+      const fused_step& f = p.fused[e.index];
+      for (int k = 0; k < f.n_src; ++k) visit(f.src[k].l);
+    } else {
+      const kernel_step& k = p.kernels[e.index];
+      for (int j = 0; j < k.n_in; ++j) visit(k.in[j]);
+    }
   }
 }
 

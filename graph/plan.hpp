@@ -22,6 +22,7 @@ struct loc {
 struct kernel_step {
   const op_runtime* op = nullptr;
   dtype type = dtype::f32;
+  bool backward = false;  // computes a node of a reverse sweep (a gradient), for diagnostics
   attr_t a;
   loc out;
   shape out_shape;
@@ -47,6 +48,7 @@ struct ew_source {
 /// A chain of elementwise nodes run as one loop over the output shape, no intermediate buffers.
 struct fused_step {
   dtype type = dtype::f32;
+  bool backward = false;  // its result is a node of a reverse sweep (a gradient), for diagnostics
   loc out;
   shape out_shape;
   int n = 0;
@@ -136,8 +138,11 @@ struct plan_trace {
   std::vector<int> step;     // index in dyn_plan::order of the step computing it; -1: leaf or inlined constant
 };
 
-/// Builds the plan for outputs `outs` of graph `b`; fills `trace` when given.
-constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, plan_trace* trace = nullptr) {
+/// Builds the plan for outputs `outs` of graph `b`; fills `trace` when given. `swept` holds
+/// the [first, last) node ids of each reverse sweep (resolve_grads): steps computing such a
+/// node are marked `backward`.
+constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, plan_trace* trace = nullptr,
+                             const std::vector<int>* swept = nullptr) {
   dyn_plan p;
   const int N = b.size();
   p.graph_nodes = N;
@@ -256,10 +261,14 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
     if (last_use[n] < 0) last_use[n] = s;  // computed but unread (cannot happen for needed nodes)
     free_next[n] = free_head[last_use[n]];
     free_head[last_use[n]] = n;
+    bool backward = false;
+    if (swept)
+      for (std::size_t k = 0; k + 1 < swept->size(); k += 2) backward |= (*swept)[k] <= n && n < (*swept)[k + 1];
     if (nd.op->cls == op_class::elementwise) {
       p.order.push_back({true, static_cast<int>(p.fused.size())});
       fused_step& f = p.fused.emplace_back();
       f.type = nd.type;
+      f.backward = backward;
       f.out = where[n];
       f.out_shape = nd.out;
       // Post-order over the inlined tree below n: operands first.
@@ -328,6 +337,7 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
       kernel_step& k = p.kernels.emplace_back();
       k.op = nd.op->rt;
       k.type = nd.type;
+      k.backward = backward;
       k.a = nd.a;
       k.out = where[n];
       k.out_shape = nd.out;
@@ -379,11 +389,11 @@ constexpr fixed_plan<Z> fix(const dyn_plan& p) {
 
 /// What compile() does after flattening: gradients resolved, then the plan.
 constexpr dyn_plan plan_graph(const builder& b0, const std::vector<int>& outs0, const op_info* add) {
-  std::vector<int> remap;
-  builder b = resolve_grads(b0, remap, add);
+  std::vector<int> remap, swept;
+  builder b = resolve_grads(b0, remap, add, &swept);
   std::vector<int> outs;
   for (int o : outs0) outs.push_back(remap[o]);
-  return make_plan(b, outs);
+  return make_plan(b, outs, nullptr, &swept);
 }
 
 }  // namespace ctgraph

@@ -13,9 +13,12 @@
 // epoch and seed in its metadata). --resume starts from such a file: its params and Adam's
 // state, then N more epochs numbered on from the saved one (the learning rate's schedule,
 // if any, continues from there), appended to DIR/loss.csv if it exists. Exits non-zero when
-// the held-out accuracy is below 95%. A run is a function of its flags: the same seed gives
-// the same loss.csv, bit for bit, and stopping after K epochs then resuming with the same
-// seed and lr gives the loss.csv of not stopping.
+// the held-out accuracy is below 95%. Every step runs with cg::check_finite: when training
+// diverges (try --lr 1e38), the first NaN or infinity stops the run with exit code 3 and a
+// line on stderr naming the epoch and the step that produced it; loss.csv keeps the epochs
+// before, and no checkpoint is written with non-finite params. A run is a function of its
+// flags: the same seed gives the same loss.csv, bit for bit, and stopping after K epochs then
+// resuming with the same seed and lr gives the loss.csv of not stopping.
 #include <unistd.h>
 
 #include <algorithm>
@@ -224,35 +227,53 @@ int main(int argc, char** argv) {
   const auto t0 = std::chrono::steady_clock::now();
   auto last_draw = t0 - std::chrono::seconds(1);
   double train_loss = 0, train_acc = 0, heldout_acc = 0;
-  for (int epoch = first_epoch; epoch <= last_epoch; ++epoch) {
-    const int done_epochs = epoch - first_epoch + 1;
-    auto r = step.run(params, cg::feed<"x">(train_x), cg::feed<"y">(train_y));
-    train_loss = static_cast<float>(r[loss]);
-    train_acc = accuracy(r[logits], train_y.data(), n_train);  // before this epoch's update
-    opt.set_lr(schedule.lr_at(epoch - 1));  // epochs count on across a resume, and so does the schedule
-    opt.step(params, r);
-    auto e = eval.run(params, cg::feed<"x_heldout">(heldout_x));
-    heldout_acc = accuracy(e[logits_heldout], heldout_y, n_heldout);
-    csv << fmt::format("{},{:.9g},{:.9g},{:.9g}\n", epoch, train_loss, train_acc, heldout_acc);
+  int epoch = first_epoch;                // outside the loop: a diverged run names it,
+  const char* running = "training step";  // and which run found the NaN or infinity
+  try {
+    for (; epoch <= last_epoch; ++epoch) {
+      const int done_epochs = epoch - first_epoch + 1;
+      // cg::check_finite: a NaN or an infinity in any step's output throws, naming the step.
+      running = "training step";
+      auto r = step.run(params, cg::feed<"x">(train_x), cg::feed<"y">(train_y), cg::check_finite);
+      train_loss = static_cast<float>(r[loss]);
+      train_acc = accuracy(r[logits], train_y.data(), n_train);  // before this epoch's update
+      opt.set_lr(schedule.lr_at(epoch - 1));  // epochs count on across a resume, and so does the schedule
+      opt.step(params, r);
+      running = "held-out step, which checks the updated params first";
+      auto e = eval.run(params, cg::feed<"x_heldout">(heldout_x), cg::check_finite);
+      heldout_acc = accuracy(e[logits_heldout], heldout_y, n_heldout);
+      csv << fmt::format("{},{:.9g},{:.9g},{:.9g}\n", epoch, train_loss, train_acc, heldout_acc);
 
-    const auto now = std::chrono::steady_clock::now();
-    const double secs = std::chrono::duration<double>(now - t0).count();
-    const double rate = secs > 0 ? done_epochs * static_cast<double>(n_train) / secs : 0;
-    if (tty && (now - last_draw > std::chrono::milliseconds(50) || epoch == last_epoch)) {
-      last_draw = now;
-      constexpr int width = 30;
-      const int done = done_epochs * width / epochs;
-      std::printf("\repoch %*d/%d [%s%s] loss %.4f  train %5.1f%%  held-out %5.1f%%  %s ex/s ",
-                  static_cast<int>(std::to_string(last_epoch).size()), epoch, last_epoch,
-                  std::string(done, '#').c_str(), std::string(width - done, '.').c_str(), train_loss, 100 * train_acc,
-                  100 * heldout_acc, human(rate).c_str());
-      std::fflush(stdout);
-      if (epoch == last_epoch) std::printf("\n");
-    } else if (!tty && (done_epochs % every == 0 || done_epochs == 1 || epoch == last_epoch)) {
-      std::printf("epoch %4d/%d  loss %.4f  train %5.1f%%  held-out %5.1f%%  %s ex/s\n", epoch, last_epoch, train_loss,
-                  100 * train_acc, 100 * heldout_acc, human(rate).c_str());
+      const auto now = std::chrono::steady_clock::now();
+      const double secs = std::chrono::duration<double>(now - t0).count();
+      const double rate = secs > 0 ? done_epochs * static_cast<double>(n_train) / secs : 0;
+      if (tty && (now - last_draw > std::chrono::milliseconds(50) || epoch == last_epoch)) {
+        last_draw = now;
+        constexpr int width = 30;
+        const int done = done_epochs * width / epochs;
+        std::printf("\repoch %*d/%d [%s%s] loss %.4f  train %5.1f%%  held-out %5.1f%%  %s ex/s ",
+                    static_cast<int>(std::to_string(last_epoch).size()), epoch, last_epoch,
+                    std::string(done, '#').c_str(), std::string(width - done, '.').c_str(), train_loss, 100 * train_acc,
+                    100 * heldout_acc, human(rate).c_str());
+        std::fflush(stdout);
+        if (epoch == last_epoch) std::printf("\n");
+      } else if (!tty && (done_epochs % every == 0 || done_epochs == 1 || epoch == last_epoch)) {
+        std::printf("epoch %4d/%d  loss %.4f  train %5.1f%%  held-out %5.1f%%  %s ex/s\n", epoch, last_epoch,
+                    train_loss, 100 * train_acc, 100 * heldout_acc, human(rate).c_str());
+      }
+      if (save_every > 0 && (done_epochs % save_every == 0 || epoch == last_epoch)) save(epoch);
     }
-    if (save_every > 0 && (done_epochs % save_every == 0 || epoch == last_epoch)) save(epoch);
+  } catch (const cg::non_finite_error& err) {
+    // A NaN or an infinity in the loss, a gradient or the updated params: stop before the
+    // epoch's row and checkpoint, so loss.csv and the last checkpoint keep the epochs before.
+    csv.close();
+    if (tty) std::printf("\n");
+    std::fflush(stdout);
+    std::fprintf(stderr, "spiral: epoch %d: training diverged (Adam lr %g), stopped in the %s: %s\n", epoch, lr,
+                 running, err.what());
+    std::fprintf(stderr, "spiral: %s keeps the epochs before %d%s\n", (out / "loss.csv").c_str(), epoch,
+                 save_every > 0 && fs::exists(checkpoint) ? (", and so does " + checkpoint.string()).c_str() : "");
+    return 3;
   }
   csv.close();
 

@@ -339,6 +339,119 @@ void init(parameters<P>& params, std::uint64_t seed) {
   });
 }
 
+// ---------------------------------------------------------------- finite checks
+
+/// The type of cg::check_finite.
+struct check_finite_t {
+  explicit constexpr check_finite_t() = default;
+};
+/// Passed among the feeds of step.run (in any position), checks the run for NaN and
+/// infinities: each float or double input and param before the first step, then each
+/// step's output after it runs. The first bad value throws cg::non_finite_error. Without
+/// it, run() checks nothing and costs nothing more.
+inline constexpr check_finite_t check_finite{};
+
+/// What run(..., cg::check_finite) throws at the first NaN or infinity. what() names where:
+/// the input or param holding it, or the step that produced it (its number in run order, as
+/// in to_dot(), forward or gradient, its op and shape, and the inputs and params it is
+/// computed from), the element's flat index and whether it is nan, +inf or -inf.
+class non_finite_error : public std::runtime_error {
+ public:
+  non_finite_error(const std::string& what, int step, long element, double value)
+      : std::runtime_error(what), step_(step), element_(element), value_(value) {}
+  /// The step that produced the value, in run order from 0; -1 when an input or param holds it.
+  int step() const noexcept { return step_; }
+  /// The value's flat (row-major) index in the step's output, input or param.
+  long element() const noexcept { return element_; }
+  /// The value: a NaN, +inf or -inf.
+  double value() const noexcept { return value_; }
+
+ private:
+  int step_;
+  long element_;
+  double value_;
+};
+
+namespace detail {
+// "[4, 3]": a shape as messages print it.
+inline std::string describe(const shape& s) {
+  std::string r = "[";
+  for (int k = 0; k < s.rank; ++k) r += (k ? ", " : "") + std::to_string(s.d[k]);
+  return r + "]";
+}
+template <class F>
+struct is_check_finite : std::is_same<F, check_finite_t> {};
+// The name a run() argument feeds, nullptr for cg::check_finite.
+template <class F>
+constexpr const char* fed_name() {
+  if constexpr (is_check_finite<F>::value)
+    return nullptr;
+  else
+    return F::name.data;
+}
+inline const char* non_finite_kind(double v) { return v != v ? "nan" : v > 0 ? "+inf" : "-inf"; }
+// The helpers below are templates over the plan view (PV: plan_view) so that their fmt calls
+// are dependent: a translation unit that never passes cg::check_finite instantiates none of them.
+// Throws when an input or param of the run holds a NaN or an infinity.
+template <class PV>
+void check_leaves_finite(const PV& p, const exec_ctx& c) {
+  auto check = [](const leaf_entry& e, const char* what, const void* data) {
+    if (const long i = first_non_finite(e.type, data, e.s.size()); i >= 0) {
+      const double v = element_as_double(e.type, data, i);
+      throw non_finite_error(fmt::format(fmt::runtime("ctgraph: non-finite value ({}) at element {} of {} \"{}\" {}, "
+                                                      "before any step"),
+                                         non_finite_kind(v), i, what, e.name, describe(e.s)),
+                             -1, i, v);
+    }
+  };
+  for (std::size_t k = 0; k < p.inputs.size(); ++k) check(p.inputs[k], "input", c.inputs[k]);
+  for (std::size_t k = 0; k < p.params.size(); ++k) check(p.params[k], "param", c.params[k]);
+}
+// "inputs x, y; params W1, b1": the leaves flagged, at most 8 names of each kind.
+template <class PV>
+std::string leaf_list(const PV& p, const std::vector<char>& inputs, const std::vector<char>& params) {
+  std::string r;
+  auto add = [&](const char* one, const char* many, auto table, const std::vector<char>& used) {
+    std::vector<const char*> names;
+    for (std::size_t k = 0; k < used.size(); ++k)
+      if (used[k]) names.push_back(table[k].name);
+    if (names.empty()) return;
+    r += r.empty() ? "" : "; ";
+    r += names.size() == 1 ? one : many;
+    for (std::size_t k = 0; k < names.size() && k < 8; ++k) r += (k ? ", " : " ") + std::string(names[k]);
+    if (names.size() > 8) r += fmt::format(fmt::runtime(" and {} more"), names.size() - 8);
+  };
+  add("input", "inputs", p.inputs, inputs);
+  add("param", "params", p.params, params);
+  return r.empty() ? "no input or param" : r;
+}
+// Throws the error for step `bad.step` of the plan, which produced a NaN or an infinity.
+template <class PV>
+[[noreturn]] void throw_non_finite(const PV& p, const non_finite_at& bad) {
+  const order_entry& e = p.order[bad.step];
+  std::string op, loop;  // "sub", " (fused loop: add, sqrt, mul, sub)"
+  shape s;
+  bool backward;
+  if (e.fused) {
+    const fused_step& f = p.fused[e.index];
+    op = f.code[f.n - 1].op->name;
+    for (int k = 0; k < f.n && f.n > 1; ++k) loop += (k ? ", " : " (fused loop: ") + std::string(f.code[k].op->name);
+    if (f.n > 1) loop += ")";
+    s = f.out_shape, backward = f.backward;
+  } else {
+    const kernel_step& k = p.kernels[e.index];
+    op = k.op->name, s = k.out_shape, backward = k.backward;
+  }
+  std::vector<char> inputs, params;
+  leaves_of_step(p, bad.step, inputs, params);
+  throw non_finite_error(
+      fmt::format(fmt::runtime("ctgraph: non-finite value ({}) at element {} of step {} of {} ({}): {} {}{} (from {})"),
+                  non_finite_kind(bad.value), bad.element, bad.step, p.order.size(), backward ? "gradient" : "forward",
+                  op, describe(s), loop, leaf_list(p, inputs, params)),
+      bad.step, bad.element, bad.value);
+}
+}  // namespace detail
+
 // ---------------------------------------------------------------- step
 
 template <class Step>
@@ -369,7 +482,9 @@ class step {
   static constexpr int graph_nodes() { return plan.graph_nodes; }
 
   /// Runs the step on `params` with one feed per input. Views into the results stay
-  /// valid until the next run.
+  /// valid until the next run. With cg::check_finite among the feeds (in any position),
+  /// checks inputs, params and every step's output for NaN and infinities and throws
+  /// cg::non_finite_error at the first one; the results are then incomplete.
   template <class P, class... Feeds>
   results<step> run(parameters<P>& params, const Feeds&... feeds) {
     check_feed_names<Feeds...>();
@@ -377,7 +492,13 @@ class step {
     bind_params(params);
     check_int_inputs(std::make_index_sequence<sizes.inputs>{});
     const exec_ctx c{arena_.get(), params_.data(), inputs_.data()};
-    run_plan(c, plan);
+    if constexpr ((detail::is_check_finite<Feeds>::value || ...)) {
+      const plan_view v = view_of(plan);
+      detail::check_leaves_finite(v, c);
+      if (const non_finite_at bad = run_plan_checked(c, plan); bad.step >= 0) detail::throw_non_finite(v, bad);
+    } else {
+      run_plan(c, plan);
+    }
     return results<step>(this);
   }
 
@@ -390,16 +511,18 @@ class step {
     (
         [] {
           using F = Feeds;
-          constexpr int i = input_index(F::name.data);
-          if constexpr (i < 0) {
-            feed_name_is_not_an_input_of_this_graph(name<F::name>{});
-          } else {
-            constexpr leaf_entry e = plan.inputs[i];
-            if constexpr (dtype_of<typename F::value_type>() != e.type)
-              feed_element_type_does_not_match_input(name<F::name>{}, element_type<element_t<e.type>>{},
-                                                     element_type<typename F::value_type>{});
-            if constexpr (F::extent != std::dynamic_extent && static_cast<long>(F::extent) != e.s.size())
-              feed_size_does_not_match_input_shape(name<F::name>{}, dims_of<e.s>(), count<F::extent>{});
+          if constexpr (!detail::is_check_finite<F>::value) {  // cg::check_finite is a run option, not a feed
+            constexpr int i = input_index(F::name.data);
+            if constexpr (i < 0) {
+              feed_name_is_not_an_input_of_this_graph(name<F::name>{});
+            } else {
+              constexpr leaf_entry e = plan.inputs[i];
+              if constexpr (dtype_of<typename F::value_type>() != e.type)
+                feed_element_type_does_not_match_input(name<F::name>{}, element_type<element_t<e.type>>{},
+                                                       element_type<typename F::value_type>{});
+              if constexpr (F::extent != std::dynamic_extent && static_cast<long>(F::extent) != e.s.size())
+                feed_size_does_not_match_input_shape(name<F::name>{}, dims_of<e.s>(), count<F::extent>{});
+            }
           }
         }(),
         ...);
@@ -412,7 +535,9 @@ class step {
   template <std::size_t I, class... Feeds>
   static constexpr int feed_for() {
     int found = -1, j = 0;
-    ((str_eq(plan.inputs[I].name, Feeds::name.data)&& found < 0 ? found = j : 0, ++j), ...);
+    ((detail::fed_name<Feeds>() && str_eq(plan.inputs[I].name, detail::fed_name<Feeds>())&& found < 0 ? found = j : 0,
+      ++j),
+     ...);
     return found;
   }
   template <class... Feeds, std::size_t... I>
@@ -428,7 +553,7 @@ class step {
             if (static_cast<long>(f.size) != want)
               throw std::invalid_argument(
                   fmt::format("ctgraph: feed<\"{}\">: got {} elements, input \"{}\" has {} ({})", plan.inputs[I].name,
-                              f.size, plan.inputs[I].name, want, describe(plan.inputs[I].s)));
+                              f.size, plan.inputs[I].name, want, detail::describe(plan.inputs[I].s)));
             if (f.data == nullptr)
               throw std::invalid_argument(fmt::format("ctgraph: feed<\"{}\">: null data", plan.inputs[I].name));
             inputs_[I] = f.data;
@@ -485,12 +610,6 @@ class step {
         }(),
         ...);
   }
-  static std::string describe(const shape& s) {
-    std::string r = "[";
-    for (int k = 0; k < s.rank; ++k) r += (k ? ", " : "") + std::to_string(s.d[k]);
-    return r + "]";
-  }
-
   detail::aligned_bytes arena_;
   std::array<void*, sizes.params + 1> params_{};
   std::array<const void*, sizes.inputs + 1> inputs_{};
