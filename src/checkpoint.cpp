@@ -109,7 +109,9 @@ struct entry {
 u64 get_u64(const json& v, const std::filesystem::path& path, const std::string& what) {
   if (v.is_number_unsigned()) return v.get<u64>();
   if (v.is_number_integer() && v.get<std::int64_t>() >= 0) return static_cast<u64>(v.get<std::int64_t>());
-  fail(path, what + " must be a non-negative integer, found " + v.dump());
+  std::string found = v.dump();  // cut: the value may be a whole array or a long string
+  if (found.size() > 64) found = found.substr(0, 60) + " ...";
+  fail(path, what + " must be a non-negative integer, found " + found);
 }
 
 entry parse_entry(const std::string& name, const json& v, u64 data_size, const std::filesystem::path& path) {
@@ -147,6 +149,96 @@ entry parse_entry(const std::string& name, const json& v, u64 data_size, const s
   return e;
 }
 
+// The longest header read (safetensors' own limit): a corrupt length must not allocate
+// gigabytes.
+constexpr u64 max_header_bytes = 100'000'000;
+// Arrays and objects in the header nest at most this deep (a valid header nests 3 deep).
+constexpr std::size_t max_header_depth = 64;
+
+// nlohmann-json's SAX events to the header's ordered_json value, as json::parse builds it
+// but in time linear in the header's size: ordered_json's parse looks each key up among
+// the keys before it in its object (quadratic in the number of tensors: 40 s for 100,000),
+// here keys are appended, and a key twice in an object is an error (not the last one
+// silently winning). Nesting is limited: ordered_json copies objects' values when an object
+// grows, recursively, and 200,000 nested arrays in a 400 KB header overflowed the stack.
+class header_builder {
+ public:
+  explicit header_builder(json& root) : root_(root) {}
+  const std::string& error() const { return error_; }
+
+  bool null() { return add(nullptr); }
+  bool boolean(bool v) { return add(v); }
+  bool number_integer(json::number_integer_t v) { return add(v); }
+  bool number_unsigned(json::number_unsigned_t v) { return add(v); }
+  bool number_float(json::number_float_t v, const json::string_t&) { return add(v); }
+  bool string(json::string_t& v) { return add(std::move(v)); }
+  bool binary(json::binary_t& v) { return add(json::binary(std::move(v))); }
+  bool start_object(std::size_t) {
+    keys_.emplace_back();
+    return open(json::object());
+  }
+  bool key(json::string_t& k) {
+    if (!keys_.back().insert(k).second) {
+      error_ = "header has the key " + in_quotes(k) + " twice in one object";
+      return false;
+    }
+    key_ = std::move(k);
+    return true;
+  }
+  bool end_object() {
+    keys_.pop_back();
+    open_.pop_back();
+    return true;
+  }
+  bool start_array(std::size_t) { return open(json::array()); }
+  bool end_array() {
+    open_.pop_back();
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const json::exception& e) {
+    error_ = std::string("header is not valid JSON: ") + e.what();
+    return false;
+  }
+
+ private:
+  // Places v in the innermost open array or object (after key_), or as the root.
+  json* place(json&& v) {
+    if (open_.empty()) {
+      root_ = std::move(v);
+      return &root_;
+    }
+    json& parent = *open_.back();
+    if (parent.is_array()) {
+      auto& a = parent.get_ref<json::array_t&>();
+      a.push_back(std::move(v));
+      return &a.back();
+    }
+    // ordered_json's object is a vector of pairs: emplace_back skips ordered_map's lookup.
+    // Open values stay valid: only the innermost open value grows.
+    auto& o = parent.get_ref<json::object_t&>();
+    o.emplace_back(std::move(key_), std::move(v));
+    return &o.back().second;
+  }
+  bool add(json&& v) {
+    place(std::move(v));
+    return true;
+  }
+  bool open(json&& v) {
+    if (open_.size() >= max_header_depth) {
+      error_ = "header nests arrays and objects more than " + std::to_string(max_header_depth) + " deep";
+      return false;
+    }
+    open_.push_back(place(std::move(v)));
+    return true;
+  }
+
+  json& root_;
+  std::vector<json*> open_;                  // the open arrays and objects, outermost first
+  std::vector<std::set<std::string>> keys_;  // the keys so far of each open object
+  std::string key_;                          // the key of the next value in an object
+  std::string error_;
+};
+
 // A parsed, checked header: its entries and metadata, and where the data starts.
 struct header {
   std::vector<entry> entries;
@@ -167,14 +259,20 @@ header read_header(int fd, const std::filesystem::path& path) {
   if (n > size - 8)
     fail(path, "header length " + std::to_string(n) + " exceeds the file's size (" + std::to_string(size) +
                    " bytes, 8 of them the length): file truncated or not safetensors");
+  if (n > max_header_bytes)
+    fail(path, "header length " + std::to_string(n) + " exceeds the limit of " + std::to_string(max_header_bytes) +
+                   " bytes: file corrupt or not safetensors");
   std::string text(n, '\0');
   if (!read_at(fd, text.data(), n, 8, path)) fail(path, "file truncated while reading the header");
   json j;
+  header_builder builder(j);
+  bool parsed = false;
   try {
-    j = json::parse(text);
+    parsed = json::sax_parse(text, &builder);
   } catch (const json::exception& e) {
     fail(path, std::string("header is not valid JSON: ") + e.what());
   }
+  if (!parsed) fail(path, builder.error());
   if (!j.is_object()) fail(path, "header is not a JSON object");
   header h;
   h.data_start = 8 + n;

@@ -3,6 +3,7 @@
 // a successful load; never a crash), and a round trip through PyTorch (when CMake found a
 // python3 with torch: tests/torch/safetensors_roundtrip.py).
 #include <array>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -466,4 +467,126 @@ TEST_CASE("load(params, opt): errors name the file and the tensor", "[checkpoint
     CHECK_THROWS_WITH(cg::load(small, path), Catch::Contains("unexpected tensors in the file (not in the parameter "
                                                              "set): \"extra.bias\""));
   }
+}
+
+// ---- issue 10: inputs found by fuzzing checkpoint loading (tests/fuzz/), and their kin ----
+// Each became a checkpoint_error naming the file and the problem; the crashing inputs are
+// also in the fuzzer's seed corpus, tests/fuzz/corpus/checkpoint/regression-*.
+
+TEST_CASE("load: deeply nested headers are an error, not a stack overflow", "[checkpoint][errors][fuzz]") {
+  temp_dir d;
+  const auto path = d / "deep.safetensors";
+  float v[6] = {};
+  const std::array<int, 2> dims{2, 3};
+  const cg::tensor_ref one[] = {{"w", cg::dtype::f32, dims, v}};
+  auto nested = [](std::size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); };
+  const std::string data(24, '\0');
+  const char* deep = "header nests arrays and objects more than 64 deep";
+  // nlohmann-json copied the nested value when the object grew (the key after "shape"),
+  // recursively: a stack overflow at 8,000 levels under ASan, at 200,000 without.
+  write_bytes(path,
+              safetensors(R"({"w":{"dtype":"F32","shape":[)" + nested(200000) + R"(],"data_offsets":[0,24]}})", data));
+  CHECK_THROWS_WITH(cg::load_tensors(one, path), Catch::Contains(path.string()) && Catch::Contains(deep));
+  CHECK_THROWS_WITH(cg::load_metadata(path), Catch::Contains(deep));
+  // The message of a bad dimension printed the value with the recursive json::dump().
+  write_bytes(path,
+              safetensors(R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,)" + nested(200000) + "]}}", data));
+  CHECK_THROWS_WITH(cg::load_tensors(one, path), Catch::Contains(path.string()) && Catch::Contains(deep));
+  // An unterminated one, and nesting in objects.
+  write_bytes(path, safetensors(std::string(100000, '['), ""));
+  CHECK_THROWS_WITH(cg::load_tensors(one, path), Catch::Contains(deep));
+  std::string objects;
+  for (int k = 0; k < 100000; ++k) objects += R"({"a":)";
+  write_bytes(path, safetensors(objects + "1" + std::string(100000, '}'), ""));
+  CHECK_THROWS_WITH(cg::load_tensors(one, path), Catch::Contains(deep));
+  // The fuzzer's inputs.
+  for (const char* name : {"regression-deep-nesting-dump", "regression-deep-nesting-copy"}) {
+    const fs::path seed =
+        fs::path(CTGRAPH_TESTS_DIR) / "fuzz" / "corpus" / "checkpoint" / (std::string(name) + ".safetensors");
+    INFO(seed);
+    REQUIRE(fs::exists(seed));
+    CHECK_THROWS_WITH(cg::load_tensors(one, seed), Catch::Contains(seed.string()) && Catch::Contains(deep));
+  }
+  // 64 levels are fine (the header, the entry, 62 arrays in a field that load ignores); 65 are not.
+  const std::string w = R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24],"x":)";
+  write_bytes(path, safetensors(w + nested(62) + "}}", data));
+  CHECK_NOTHROW(cg::load_tensors(one, path));
+  write_bytes(path, safetensors(w + nested(63) + "}}", data));
+  CHECK_THROWS_WITH(cg::load_tensors(one, path), Catch::Contains(deep));
+  // A bad dimension's message shows the start of the value only.
+  write_bytes(path, safetensors(R"({"w":{"dtype":"F32","shape":[")" + std::string(100000, 'x') +
+                                    R"("],"data_offsets":[0,24]}})",
+                                data));
+  try {
+    cg::load_tensors(one, path);
+    FAIL("no error");
+  } catch (const cg::checkpoint_error& e) {
+    CHECK_THAT(e.what(), Catch::Contains("must be a non-negative integer, found \"xxxx") && Catch::EndsWith(" ..."));
+    CHECK(std::strlen(e.what()) < 200 + path.string().size());
+  }
+}
+
+TEST_CASE("load: a key twice in one object of the header is an error", "[checkpoint][errors][fuzz]") {
+  temp_dir d;
+  const auto path = d / "dup.safetensors";
+  float v[2] = {};
+  const std::array<int, 1> dims{2};
+  const cg::tensor_ref one[] = {{"v", cg::dtype::f32, dims, v}};
+  const std::string data(8, '\0');
+  // Before, the last one silently won (here the second, whose data overlaps the first's).
+  write_bytes(path, safetensors(R"({"v":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                                R"("v":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+                                data));
+  CHECK_THROWS_WITH(cg::load_tensors(one, path),
+                    Catch::Contains(path.string()) && Catch::Contains("header has the key \"v\" twice in one object"));
+  write_bytes(path, safetensors(R"({"v":{"dtype":"F32","shape":[2],"shape":[2],"data_offsets":[0,8]}})", data));
+  CHECK_THROWS_WITH(cg::load_tensors(one, path), Catch::Contains("header has the key \"shape\" twice"));
+  write_bytes(path, safetensors(R"({"__metadata__":{"a":"1","a":"2"},"v":{"dtype":"F32","shape":[2],)"
+                                R"("data_offsets":[0,8]}})",
+                                data));
+  CHECK_THROWS_WITH(cg::load_metadata(path), Catch::Contains("header has the key \"a\" twice"));
+  // The same key in different objects is fine.
+  write_bytes(path,
+              safetensors(R"({"__metadata__":{"v":"1"},"v":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", data));
+  CHECK_NOTHROW(cg::load_tensors(one, path));
+  CHECK(cg::load_metadata(path) == cg::checkpoint_metadata{{"v", "1"}});
+}
+
+TEST_CASE("load: a header length over 100 MB is an error, not a huge allocation", "[checkpoint][errors]") {
+  temp_dir d;
+  const auto path = d / "big.safetensors";
+  // A sparse file of 2 GB whose length field claims 1.5 GB of header.
+  write_bytes(path, safetensors("{}", "", 1500000000));
+  fs::resize_file(path, 2000000000);
+  float v[2] = {};
+  const std::array<int, 1> dims{2};
+  const cg::tensor_ref one[] = {{"v", cg::dtype::f32, dims, v}};
+  CHECK_THROWS_WITH(cg::load_tensors(one, path),
+                    Catch::Contains(path.string()) &&
+                        Catch::Contains("header length 1500000000 exceeds the limit of 100000000 bytes"));
+}
+
+TEST_CASE("load: a header of 100,000 tensors parses in linear time", "[checkpoint]") {
+  // ordered_json's own parse looked each key up among the keys before it: 40 s here.
+  temp_dir d;
+  const auto path = d / "wide.safetensors";
+  const int n = 100000;
+  std::string header = R"({"__metadata__":{"z":"1","a":"2"})";
+  for (int k = 0; k < n; ++k)
+    header += ",\"t" + std::to_string(k) + R"(":{"dtype":"U8","shape":[1],"data_offsets":[)" + std::to_string(k) + "," +
+              std::to_string(k + 1) + "]}";
+  header +=
+      R"(,"v":{"dtype":"I32","shape":[],"data_offsets":[)" + std::to_string(n) + "," + std::to_string(n + 4) + "]}}";
+  std::string data(static_cast<std::size_t>(n), 'x');
+  data += std::string("\x2a\0\0\0", 4);
+  write_bytes(path, safetensors(header, data));
+  int v = 0;
+  const cg::tensor_ref one[] = {{"v", cg::dtype::i32, {}, &v}};
+  const auto start = std::chrono::steady_clock::now();
+  CHECK_NOTHROW(cg::load_tensors(one, path, {.allow_extra_tensors = true}));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  CHECK(v == 42);
+  CHECK(cg::load_metadata(path) == cg::checkpoint_metadata{{"z", "1"}, {"a", "2"}});  // in file order
+  INFO("seconds: " << seconds);
+  CHECK(seconds < 20);  // about 1 s in a Release build
 }
