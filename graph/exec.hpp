@@ -126,15 +126,17 @@ void run_fused(const exec_ctx& c, const fused_step& f) {
   }
 }
 
-/// Runs one step of a plan: a kernel call or a fused loop.
-template <class Plan>
-inline void run_step(const exec_ctx& c, const Plan& p, const order_entry& e) {
+/// Runs one step of a plan: a kernel call or a fused loop. The plan's tables come as spans:
+/// indexed as a plan's std::arrays, once inlined into run_plan, g++ 12 warned of reads past
+/// a plan's end (-Warray-bounds) in test programs with several plans.
+inline void run_step(const exec_ctx& c, std::span<const kernel_step> kernels, std::span<const fused_step> fused,
+                     const order_entry& e) {
   if (!e.fused)
-    run_kernel(c, p.kernels[e.index]);
-  else if (p.fused[e.index].type == dtype::f64)
-    run_fused<double>(c, p.fused[e.index]);
+    run_kernel(c, kernels[e.index]);
+  else if (fused[e.index].type == dtype::f64)
+    run_fused<double>(c, fused[e.index]);
   else
-    run_fused<float>(c, p.fused[e.index]);
+    run_fused<float>(c, fused[e.index]);
 }
 
 /// Runs every step of a plan in order. Never inlined: inlined into a caller that holds the
@@ -142,7 +144,7 @@ inline void run_step(const exec_ctx& c, const Plan& p, const order_entry& e) {
 /// minutes optimising the result (a 16-layer residual net: over 200 s instead of 9 s).
 template <class Plan>
 [[gnu::noinline]] void run_plan(const exec_ctx& c, const Plan& p) {
-  for (const order_entry& e : p.order) run_step(c, p, e);
+  for (const order_entry& e : p.order) run_step(c, p.kernels, p.fused, e);
 }
 
 // ---------------------------------------------------------------- finite checks
@@ -195,7 +197,7 @@ template <class Plan>
 [[gnu::noinline]] non_finite_at run_plan_checked(const exec_ctx& c, const Plan& p) {
   for (std::size_t s = 0; s < p.order.size(); ++s) {
     const order_entry& e = p.order[s];
-    run_step(c, p, e);
+    run_step(c, p.kernels, p.fused, e);
     const dtype t = e.fused ? p.fused[e.index].type : p.kernels[e.index].type;
     const loc out = e.fused ? p.fused[e.index].out : p.kernels[e.index].out;
     const long n = e.fused ? p.fused[e.index].out_shape.size() : p.kernels[e.index].out_shape.size();

@@ -19,7 +19,8 @@ ctest --test-dir "$build" --output-on-failure -j "$jobs"
 # The suite under sanitizers. The compile-time guards and compile-fail tests run the compiler, not
 # ctgraph code, and the fuzzer is sanitized already (tests/fuzz): they are left out.
 san=${SANITIZE-address,undefined}
-if [ -n "$san" ] && [ "$san" != 0 ]; then
+[ "$san" = 0 ] && san=""
+if [ -n "$san" ]; then
   echo "test: the suite again with -fsanitize=$san ($build-sanitize)"
   cmake -S . -B "$build-sanitize" -DCMAKE_BUILD_TYPE=Release $extra ${CMAKE_ARGS:-} -DCTGRAPH_SANITIZE="$san" >/dev/null
   cmake --build "$build-sanitize" -j "$jobs"
@@ -45,7 +46,7 @@ for isa in $isas; do
   [ "$isa" = "$native" ] && continue  # the main build's -march=native is this one
   dir="$build-$isa"
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release $extra ${CMAKE_ARGS:-} -DCTGRAPH_ISA="$isa" \
-    ${san:+$([ "$san" != 0 ] && echo "-DCTGRAPH_SANITIZE=$san")} >/dev/null
+    -DCTGRAPH_SANITIZE="$san" >/dev/null
   cmake --build "$dir" -j "$jobs" --target ctgraph_kernel_tests
   if runs "$isa"; then
     echo "test: kernel tests built for CTGRAPH_ISA=$isa ($dir)"

@@ -588,5 +588,10 @@ TEST_CASE("load: a header of 100,000 tensors parses in linear time", "[checkpoin
   CHECK(v == 42);
   CHECK(cg::load_metadata(path) == cg::checkpoint_metadata{{"z", "1"}, {"a", "2"}});  // in file order
   INFO("seconds: " << seconds);
-  CHECK(seconds < 20);  // about 1 s in a Release build
+  // About 1-3 s in a Release build and 11 s under ASan (the quadratic parse: 41 s in Release).
+#if defined(__SANITIZE_ADDRESS__)
+  CHECK(seconds < 90);
+#else
+  CHECK(seconds < 20);
+#endif
 }
