@@ -11,10 +11,13 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+
+#include "ctgraph/format.hpp"
 
 namespace ctgraph {
 namespace {
@@ -51,10 +54,11 @@ u64 dtype_bytes(std::string_view code) {
   return it == sizes.end() ? 0 : it->second;
 }
 
+// "[3, 4]", as every message prints a shape.
 std::string dims_text(const std::vector<u64>& d) {
-  std::string r = "[";
-  for (std::size_t k = 0; k < d.size(); ++k) r += (k ? ", " : "") + std::to_string(d[k]);
-  return r + "]";
+  std::string r;
+  detail::format_dims(std::back_inserter(r), d);
+  return r;
 }
 
 class fd_guard {

@@ -1,12 +1,15 @@
 // Graph export: to_dot's nodes, edges and fused clusters on a small MLP and its gradient;
 // the node table behind it (forward / backward, fused loops, outputs); summary's counts,
-// bytes and FLOPs against numbers worked out by hand.
+// bytes and FLOPs against numbers worked out by hand; how shapes print.
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <regex>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "testing.hpp"
 
@@ -216,6 +219,17 @@ TEST_CASE("summary: a training step counts the backward matmuls", "[export][summ
   // (2*3*16*8 = 768), d fc1.weight (2*16*4*8 = 1024); no d x (x is an input).
   CHECK(r.matmul_flops == 1792 + 768 + 768 + 1024);
   CHECK(r.other_flops > 0);
+}
+
+TEST_CASE("shapes print as [32, 64], a scalar as []", "[export][format]") {
+  CHECK(fmt::format("{}", cg::make_shape<32, 64>()) == "[32, 64]");
+  CHECK(fmt::format("{}", cg::make_shape<7>()) == "[7]");
+  CHECK(fmt::format("{}", cg::shape{}) == "[]");
+  CHECK(fmt::format("{}", cg::shape_of<decltype(logits)>) == "[8, 3]");
+  CHECK(fmt::format("|{:<10}|{:>6}|", cg::make_shape<2, 3>(), cg::shape{}) == "|[2, 3]    |    []|");
+  std::string dims;
+  cg::detail::format_dims(std::back_inserter(dims), std::vector<std::uint64_t>{3, 4, 5});  // a checkpoint's dims
+  CHECK(dims == "[3, 4, 5]");
 }
 
 TEST_CASE("to_dot: writes the MLP's graph for `dot -Tsvg` (CTest fixture)", "[.][dot_file]") {

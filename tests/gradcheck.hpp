@@ -56,11 +56,6 @@ constexpr auto probe(E e) {
   return cg::sum(e * weight_like(e));
 }
 
-inline std::string describe(const cg::shape& s) {
-  std::string r = "[";
-  for (int k = 0; k < s.rank; ++k) r += fmt::format("{}{}", k ? "," : "", s.d[k]);
-  return r + "]";
-}
 inline std::string unflatten(const cg::shape& s, long i) {
   int idx[cg::max_rank] = {};
   for (int k = s.rank - 1; k >= 0; --k) idx[k] = static_cast<int>(i % s.d[k]), i /= s.d[k];
@@ -188,7 +183,8 @@ void gradcheck(std::string_view what, const gradcheck_options& o, Loss loss, X..
           if (!(err <= worst)) worst = err, wa = a[i], wn = n, wi = static_cast<long>(i);
         }
         const cg::shape s = cg::shape_of<L>;
-        INFO("gradcheck " << what << ": d loss / d " << L::name.data << ", shape " << describe(s) << ", loss " << l0);
+        INFO("gradcheck " << what << ": d loss / d " << L::name.data << ", shape " << fmt::format("{}", s) << ", loss "
+                          << l0);
         INFO("worst element " << unflatten(s, wi) << " (flat " << wi << "): analytic " << wa << ", numeric " << wn
                               << ", rel. error " << worst << " (tol " << o.tol << ", floor " << o.floor << ", h " << o.h
                               << ")");

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "compile.hpp"
+#include "format.hpp"
 
 namespace ctgraph {
 
@@ -127,12 +128,6 @@ std::string format_rt(std::string_view f, const A&... a) {
 // The helpers below take their arguments as template parameters, so that their fmt calls
 // are dependent: a translation unit that includes this header but calls none of them
 // instantiates no fmt code (g++ checks a non-dependent format string where it is written).
-template <class Shape>
-std::string shape_text(const Shape& s) {
-  std::string r = "[";
-  for (int k = 0; k < s.rank; ++k) r += (k ? ", " : "") + std::to_string(s.d[k]);
-  return r + "]";
-}
 // Escapes a string for a double-quoted Graphviz label.
 template <class Str>
 std::string dot_escape(const Str& s) {
@@ -184,15 +179,15 @@ std::string dot_text(const graph_export<N>& g) {
     const char* fill = e.backward ? "#f9d2b4" : "#d6e6f5";
     if (e.cls == op_class::param || e.cls == op_class::input) {
       const bool p = e.cls == op_class::param;
-      label = format_rt("{}\\n{} {}", dot_escape(std::string_view(e.name ? e.name : "")), e.op, shape_text(e.s));
+      label = format_rt("{}\\n{} {}", dot_escape(std::string_view(e.name ? e.name : "")), e.op, e.s);
       fill = p ? "#f7e08b" : "#c9ecc9";
       extra = p ? ", shape=box" : ", shape=ellipse";
     } else if (e.cls == op_class::constant) {
-      label = format_rt("{} {}", e.a.value(), shape_text(e.s));
+      label = format_rt("{} {}", e.a.value(), e.s);
       fill = "#eeeeee";
       extra = ", shape=plaintext, style=\"\", fontsize=9";
     } else {
-      label = format_rt("{} {}", e.op, shape_text(e.s));
+      label = format_rt("{} {}", e.op, e.s);
       if (std::string_view(e.op) == "matmul" && (e.a.i[0] || e.a.i[1]))
         label += e.a.i[0] && e.a.i[1] ? "\\nA, B transposed" : e.a.i[0] ? "\\nA transposed" : "\\nB transposed";
       if (e.step >= 0 && !clustered(e)) label += format_rt("\\nstep {}", e.step);
@@ -252,7 +247,7 @@ std::string summary_table(const Summary& s) {
   std::string r = format_rt("{:<{}}  {:<16}  {:>12}\n", "param", w, "shape", "count");
   r += std::string(w + 32, '-') + "\n";
   for (const auto& p : s.params)
-    r += format_rt("{:<{}}  {:<16}  {:>12}\n", p.name, w, shape_text(p.s) + (p.type == dtype::f64 ? " f64" : ""),
+    r += format_rt("{:<{}}  {:<16}  {:>12}\n", p.name, w, format_rt("{}{}", p.s, p.type == dtype::f64 ? " f64" : ""),
                    grouped(p.count));
   r += std::string(w + 32, '-') + "\n";
   r += format_rt("{:<{}}  {:<16}  {:>12}\n", "total", w, format_rt("{} params", s.params.size()),

@@ -1,0 +1,160 @@
+// ctgraph/program.hpp: cg::program, the plan of one list of compile() outputs, and where each output is.
+#pragma once
+#include <vector>
+
+#include "grad.hpp"
+#include "graph/exec.hpp"
+#include "ops/all.hpp"
+
+namespace ctgraph {
+
+namespace detail {
+template <class T>
+struct is_grads : std::false_type {};
+template <class Y, class... X>
+struct is_grads<grads<Y, X...>> : std::true_type {};
+// Whether O is a compile() argument: an expression, or grads<Y, X...> matched by pattern.
+// Never cg::expression<grads<...>>: clang 14 prints a failed requirement's type into a
+// string, and grads<Y, X...> printed spells out Y's graph as a tree (exponential).
+template <class O>
+inline constexpr bool is_output = expression<O>;
+template <class Y, class... X>
+inline constexpr bool is_output<grads<Y, X...>> = true;
+
+// Appends the output ids of one compile() argument: an expression, or grads<Y, X...>.
+template <class O>
+constexpr void flatten_output(builder& b, desc_map& seen, std::vector<int>& outs) {
+  if constexpr (is_grads<O>::value) {
+    [&]<class Y, class... X>(grads<Y, X...>*) {
+      const int y = flatten(b, seen, &Y::desc);
+      for (const node_desc* x : {&X::desc...})  // a loop, not a fold: see all_expressions
+        outs.push_back(b.make(&grad_info, {}, {y, flatten(b, seen, x)}, static_cast<int>(x->type)));
+    }(static_cast<O*>(nullptr));
+  } else {
+    outs.push_back(flatten(b, seen, &O::desc));
+  }
+}
+template <class O>
+constexpr std::size_t output_count() {
+  if constexpr (is_grads<O>::value)
+    return []<class Y, class... X>(grads<Y, X...>*) { return sizeof...(X); }(static_cast<O*>(nullptr));
+  else
+    return 1;
+}
+// Index of E within one compile() argument O (an expression or grads<Y, X...>), or -1.
+template <class E, class O>
+constexpr int index_within() {
+  if constexpr (is_grads<O>::value) {
+    return []<class Y, class... X>(grads<Y, X...>*) {
+      constexpr bool same[] = {std::is_same_v<E, grad_expr<Y, X>>...};
+      for (std::size_t k = 0; k < sizeof...(X); ++k)
+        if (same[k]) return static_cast<int>(k);
+      return -1;
+    }(static_cast<O*>(nullptr));
+  } else {
+    return std::is_same_v<E, O> ? 0 : -1;
+  }
+}
+// Position among the outputs of compile(O...) of the first match, given for each argument the
+// index of its match within that argument (-1: none); -1 when no argument matches.
+template <class... O>
+constexpr int position_among_outputs(const int* at) {
+  constexpr std::size_t count[] = {output_count<O>()...};
+  int pos = 0;
+  for (std::size_t k = 0; k < sizeof...(O); ++k) {
+    if (at[k] >= 0) return pos + at[k];
+    pos += static_cast<int>(count[k]);
+  }
+  return -1;
+}
+// Position of expression E among the outputs of compile(O...), or -1.
+template <class E, class... O>
+constexpr int output_position() {
+  constexpr int at[] = {index_within<E, O>()...};
+  return position_among_outputs<O...>(at);
+}
+// Whether X is the param leaf named `name`.
+template <class X>
+constexpr bool is_param_named(const char* name) {
+  return X::desc.op == &param_info && str_eq(X::desc.name, name);
+}
+template <class T>
+struct is_grad_expr : std::false_type {};
+template <class Y, class X>
+struct is_grad_expr<grad_expr<Y, X>> : std::true_type {};
+// Index of the gradient of the param named `name` within one compile() argument O, or -1.
+template <class O>
+constexpr int grad_within(const char* name) {
+  if constexpr (is_grads<O>::value) {
+    return [name]<class Y, class... X>(grads<Y, X...>*) {
+      const bool match[] = {is_param_named<X>(name)...};
+      for (std::size_t k = 0; k < sizeof...(X); ++k)
+        if (match[k]) return static_cast<int>(k);
+      return -1;
+    }(static_cast<O*>(nullptr));
+  } else if constexpr (is_grad_expr<O>::value) {
+    return [name]<class Y, class X>(grad_expr<Y, X>*) {
+      return is_param_named<X>(name) ? 0 : -1;
+    }(static_cast<O*>(nullptr));
+  } else {
+    return -1;
+  }
+}
+// Position among the outputs of compile(O...) of the first gradient of the param named `name`, or -1.
+template <class... O>
+constexpr int grad_position(const char* name) {
+  const int at[] = {grad_within<O>(name)...};
+  return position_among_outputs<O...>(at);
+}
+/// Flattens compile()'s arguments and plans the graph.
+template <class... Outs>
+constexpr dyn_plan analyse() {
+  builder b0;
+  desc_map seen;
+  std::vector<int> outs;
+  (flatten_output<Outs>(b0, seen, outs), ...);
+  return plan_graph(b0, outs, &op_info_of<add_op>);
+}
+}  // namespace detail
+
+/// A compiled graph: its plan, computed once per list of outputs.
+template <class... Outs>
+struct program {
+  /// How many steps, leaves and outputs the plan has: the sizes of its arrays.
+  static constexpr plan_sizes sizes = [] {
+    dyn_plan p = detail::analyse<Outs...>();
+    return plan_sizes{p.kernels.size(), p.fused.size(),  p.order.size(),
+                      p.inputs.size(),  p.params.size(), p.outputs.size()};
+  }();
+  /// The plan: steps in order, arena offsets, leaf and output tables.
+  static constexpr fixed_plan<sizes> plan = fix<sizes>(detail::analyse<Outs...>());
+  static_assert(plan.error != plan_error::duplicate_name,
+                "ctgraph: two different leaves (inputs or params) share one name");
+
+  /// Position of expression E among the outputs (a grads<Y, X...> counts one per X), or -1.
+  template <class E>
+  static constexpr int output_index() {
+    return detail::output_position<E, Outs...>();
+  }
+  /// Output index of the first gradient (grad_expr or grads) of the param named `name`, or -1.
+  static constexpr int grad_index(const char* name) { return detail::grad_position<Outs...>(name); }
+};
+
+namespace detail {
+// A plan's leaf name as a fixed_string, so that diagnostics can print it. Given the name
+// (`name_of<e.name>()`), not the plan entry: clang 14 rejects a reference to a subobject
+// (an array element) as a template argument.
+template <const char* Name>
+consteval auto name_of() {
+  constexpr std::size_t n = [] {
+    std::size_t k = 0;
+    while (Name[k]) ++k;
+    return k;
+  }();
+  fixed_string<n + 1> s;
+  for (std::size_t k = 0; k < n; ++k) s.data[k] = Name[k];
+  return s;
+}
+}  // namespace detail
+
+}  // namespace ctgraph
