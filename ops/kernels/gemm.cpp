@@ -106,6 +106,41 @@ void gemm_block(const gemm_args& g, int m0, int m1, int n0, int n1, T alpha, con
   }
 }
 
+// C = alpha A B^T + beta C for few rows of A (M <= MC), columns [n0, n1) of C: x W^T of a layer,
+// W [Out, In] row-major. Computed as C^T = B A^T, so that what is packed is A^T (M x K), not B^T
+// (N x K, N x as large): packing B^T transposes it element by element, which for 32x256x1024 cost a
+// third of the product. The rows of B are read in place; each MR x (M rounded up to NR) tile of C^T
+// sums over all of K in a local buffer, then is written to C transposed, once.
+template <class T>
+void gemm_nt_few_rows(int M, int n0, int n1, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta, T* C,
+                      int ldc) {
+  using bs = block_sizes<T>;
+  constexpr int MR = tile<T>::MR, NR = tile<T>::NR;
+  const int panels = (M + NR - 1) / NR;
+  static thread_local blocks::scratch<T> a_buf, c_buf;
+  T* const At = a_buf.get(std::size_t(panels) * NR * K);  // A^T as B panels, K deep
+  T* const tile_c = c_buf.get(std::size_t(MR) * panels * NR);
+  blocks::pack_b(true, A, lda, 0, K, 0, M, At);
+  blocks::check_panels(At, idx(K) * NR, "gemm_nt_few_rows");
+  blocks::for_row_tiles<T>(
+      n1 - n0, [&](int ir, int mr, int) __attribute__((always_inline)) {
+        const T* rows = B + idx(n0 + ir) * ldb;  // mr rows of B: columns of C
+        for (int pc = 0; pc < K; pc += bs::KC) {
+          const int kc = std::min(bs::KC, K - pc);
+          for (int jp = 0; jp < panels; ++jp)
+            blocks::micro_kernel<T, false>(kc, rows + pc, ldb, 1, At + idx(jp) * K * NR + idx(pc) * NR,
+                                           tile_c + jp * NR, panels * NR, T(1), pc == 0 ? T(0) : T(1), mr, NR);
+        }
+        for (int i = 0; i < M; ++i) {  // tile_c (r, i) is C (i, n0 + ir + r)
+          T* c = C + idx(i) * ldc + n0 + ir;
+          for (int r = 0; r < mr; ++r) {
+            const T v = alpha * tile_c[r * panels * NR + i];
+            c[r] = beta == T(0) ? v : v + beta * c[r];
+          }
+        }
+      });
+}
+
 // Splits `tiles` units into `parts` near-equal contiguous ranges; returns the start of range `i`.
 inline int split(int tiles, int parts, int i) { return int(idx(tiles) * i / parts); }
 
@@ -146,6 +181,17 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, 
   // Threads: below ~2 MFLOP a second thread costs more than it saves; never more threads than tiles.
   int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   if (2.0 * M * N * K < 2e6) threads = 1;
+  if (!trans_a && trans_b && M <= block_sizes<T>::MC && N >= 4 * M) {
+    // x W^T with many more columns than rows: C^T = B A^T, threads on contiguous ranges of C's columns.
+    const int ct = (N + MR - 1) / MR;  // column tiles (rows of C^T)
+    threads = std::max(1, std::min(threads, ct));
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int part = 0; part < threads; ++part) {
+      const int n0 = std::min(N, split(ct, threads, part) * MR), n1 = std::min(N, split(ct, threads, part + 1) * MR);
+      if (n0 < n1) gemm_nt_few_rows(M, n0, n1, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    }
+    return;
+  }
   threads = std::max(1, std::min(threads, mt * nt));
   if (threads == 1) {
     gemm_block(g, 0, M, 0, N, alpha, A, lda, B, ldb, beta, C, ldc);

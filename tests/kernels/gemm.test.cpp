@@ -185,3 +185,22 @@ TEST_CASE("gemm_fixed: compile-time sizes, both dispatch paths", "[gemm]") {
   k::gemm_fixed<4, 5, 6, true, false>(2.0, A.data(), B.data(), 0.0, S2.data());
   for (std::size_t i = 0; i < S1.size(); ++i) REQUIRE(std::abs(S1[i] - S2[i]) < 1e-13);
 }
+
+// x W^T with few rows (M <= MC) and N >= 4 M runs as C^T = B A^T (gemm_nt_few_rows): A^T packed, the
+// rows of B read in place, each tile summed over all of K and written to C transposed.
+TEST_CASE("gemm: A B^T with few rows of A, as C^T = B A^T, at 1-3 threads", "[gemm]") {
+  const gemm_case cases[] = {
+      {32, 256, 1024, false, true, 0, 1.0, 0.0}, {32, 1024, 256, false, true, 3, 0.5, 1.0},
+      {1, 97, 300, false, true, 1, -1.0, 0.0},   {17, 600, 257, false, true, 2, 1.0, -0.5},
+      {144, 577, 40, false, true, 0, 1.0, 1.0},  {5, 20, 1, false, true, 0, 2.0, 0.0},
+  };
+  const thread_count saved;
+  for (int threads = 1; threads <= 3; ++threads) {
+    INFO("threads=" << threads);
+    omp_set_num_threads(threads);
+    for (const auto& c : cases) {
+      check<double>(c, 1e-14);
+      check<float>(c, 2e-6);
+    }
+  }
+}
