@@ -25,13 +25,6 @@ constexpr auto h2 = cg::tanh(linear<"fc2", hidden, hidden>(h1));
 constexpr auto logits = linear<"out", hidden, classes>(h2);
 constexpr auto loss = cg::cross_entropy(logits, y);
 
-constexpr auto W1 = cg::param<"fc1.weight", float, hidden, 2>;
-constexpr auto b1 = cg::param<"fc1.bias", float, hidden>;
-constexpr auto W2 = cg::param<"fc2.weight", float, hidden, hidden>;
-constexpr auto b2 = cg::param<"fc2.bias", float, hidden>;
-constexpr auto W3 = cg::param<"out.weight", float, classes, hidden>;
-constexpr auto b3 = cg::param<"out.bias", float, classes>;
-
 static void write(const std::string& path, const std::string& text) {
   std::ofstream f(path);
   if (!(f << text)) throw std::runtime_error("cannot write " + path);
@@ -40,6 +33,6 @@ static void write(const std::string& path, const std::string& text) {
 int main(int argc, char** argv) {
   const std::string dir = argc > 1 ? argv[1] : ".";
   write(dir + "/spiral_forward.dot", cg::to_dot(loss));
-  write(dir + "/spiral_training.dot", cg::to_dot(loss, logits, cg::grad(loss, W1, b1, W2, b2, W3, b3)));
+  write(dir + "/spiral_training.dot", cg::to_dot(loss, logits, cg::grad(loss)));
   return 0;
 }

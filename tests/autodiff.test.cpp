@@ -1,8 +1,10 @@
 // Reverse mode at compile time: grad of grad (a Hessian-vector product of an MLP against
 // finite differences of its gradient, third derivatives by hand), fan-out and weight
-// sharing, gradients of leaves the loss does not reach, several leaves in one sweep.
+// sharing, gradients of leaves the loss does not reach, several leaves in one sweep,
+// grad(loss) for every param.
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -14,6 +16,7 @@ using namespace cg::literals;
 using ctgraph_test::expect_values;
 using ctgraph_test::gradcheck;
 using ctgraph_test::gradcheck_options;
+using ctgraph_test::gradcheck_params;
 using ctgraph_test::probe;
 
 namespace {
@@ -165,6 +168,108 @@ TEST_CASE("grad(y, a, b, c) in one compile equals separate gradients", "[autodif
   gradcheck("sum(sigmoid(aW + c) * aW)", loss, a, W, c);
 }
 
+// ---------------------------------------------------------------- grad(loss)
+
+namespace {
+// Two views hold the same bits.
+template <class A, class B>
+bool same_bits(const A& a, const B& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(a.data()[0])) == 0;
+}
+}  // namespace
+
+TEST_CASE("grad(loss) holds every param's gradient, bit for bit the gradients asked for one by one",
+          "[autodiff][grad_all]") {
+  constexpr auto fx = cg::input<"x", float, 8, 4>;
+  constexpr auto fy = cg::input<"y", int, 8>;
+  constexpr auto fW1 = cg::param<"fc1.weight", float, 16, 4>;
+  constexpr auto fb1 = cg::param<"fc1.bias", float, 16>;
+  constexpr auto fW2 = cg::param<"fc2.weight", float, 3, 16>;
+  constexpr auto fb2 = cg::param<"fc2.bias", float, 3>;
+  constexpr auto h = cg::tanh(cg::matmul(fx, cg::transpose(fW1)) + fb1);
+  constexpr auto loss = cg::cross_entropy(cg::matmul(h, cg::transpose(fW2)) + fb2, fy) + 0.01_c * cg::sum(fW1 * fW1);
+  auto all = cg::compile(loss, cg::grad(loss));
+  auto listed = cg::compile(loss, cg::grad(loss, fb2, fW2, fb1, fW1));  // another order
+  auto only_w1 = cg::compile(cg::grad(loss, fW1));
+  auto only_b1 = cg::compile(cg::grad(loss, fb1));
+  auto only_w2 = cg::compile(cg::grad(loss, fW2));
+  auto only_b2 = cg::compile(cg::grad(loss, fb2));
+  STATIC_REQUIRE(decltype(all)::sizes.outputs == 5);  // the loss and four gradients
+  STATIC_REQUIRE(decltype(all)::sizes.params == 4);
+  STATIC_REQUIRE(decltype(all)::graph_nodes() == decltype(listed)::graph_nodes());
+  auto params = cg::parameters_of(all);
+  cg::init(params, 5);
+  auto fb = params.get<"fc1.bias">();
+  for (std::size_t i = 0; i < fb.size(); ++i) fb[i] = 0.05f * static_cast<float>(i) - 0.3f;
+  std::vector<float> xs(32);
+  for (std::size_t i = 0; i < xs.size(); ++i) xs[i] = std::sin(0.37f * static_cast<float>(i));
+  const std::array<int, 8> ys{0, 1, 2, 0, 1, 2, 2, 1};
+  auto feeds = [&](auto& step) { return step.run(params, cg::feed<"x">(xs), cg::feed<"y">(ys)); };
+  auto oa = feeds(all);
+  auto ol = feeds(listed);
+  CHECK(same_bits(oa[cg::grad(loss, fW1)], ol[cg::grad(loss, fW1)]));
+  CHECK(same_bits(oa[cg::grad(loss, fb1)], ol[cg::grad(loss, fb1)]));
+  CHECK(same_bits(oa[cg::grad(loss, fW2)], ol[cg::grad(loss, fW2)]));
+  CHECK(same_bits(oa[cg::grad(loss, fb2)], ol[cg::grad(loss, fb2)]));
+  CHECK(same_bits(oa[cg::grad(loss, fW1)], feeds(only_w1)[cg::grad(loss, fW1)]));
+  CHECK(same_bits(oa[cg::grad(loss, fb1)], feeds(only_b1)[cg::grad(loss, fb1)]));
+  CHECK(same_bits(oa[cg::grad(loss, fW2)], feeds(only_w2)[cg::grad(loss, fW2)]));
+  CHECK(same_bits(oa[cg::grad(loss, fb2)], feeds(only_b2)[cg::grad(loss, fb2)]));
+  // By name, as the optimizers find them: the same views.
+  CHECK(oa.grad<"fc1.weight">().data() == oa[cg::grad(loss, fW1)].data());
+  CHECK(oa.grad<"fc2.bias">().data() == oa[cg::grad(loss, fb2)].data());
+  double n = 0;
+  for (float e : oa[cg::grad(loss, fW1)]) n += std::abs(e);
+  CHECK(n > 0);
+}
+
+TEST_CASE("grad(loss): a param the loss does not depend on gets no gradient", "[autodiff][grad_all]") {
+  constexpr auto a = cg::input<"a", double, 2, 3>;
+  constexpr auto W = cg::param<"W", double, 3, 2>;
+  constexpr auto U = cg::param<"U", double, 3, 2>;  // read by another output, not by the loss
+  constexpr auto loss = cg::sum(cg::tanh(cg::matmul(a, W)));
+  constexpr auto other = cg::matmul(a, U);
+  auto step = cg::compile(loss, other, cg::grad(loss));
+  using step_t = decltype(step);
+  STATIC_REQUIRE(step_t::sizes.params == 2);   // U is in the parameter set ...
+  STATIC_REQUIRE(step_t::sizes.outputs == 3);  // ... but only W has a gradient
+  using out_t =
+      decltype(step.run(std::declval<cg::parameters<step_t::program>&>(), cg::feed<"a">(std::vector<double>())));
+  STATIC_REQUIRE(out_t::has_grad<"W">);
+  STATIC_REQUIRE(!out_t::has_grad<"U">);
+  STATIC_REQUIRE(step_t::program::output_index<decltype(cg::grad(loss, W))>() == 2);
+  STATIC_REQUIRE(step_t::program::output_index<decltype(cg::grad(loss, U))>() < 0);  // out[...] does not compile
+  // No step computes zeros for U: the same steps as with W's gradient alone.
+  STATIC_REQUIRE(step_t::num_steps() == decltype(cg::compile(loss, other, cg::grad(loss, W)))::num_steps());
+  auto params = cg::parameters_of(step);
+  cg::init(params, 3);
+  const std::array<double, 6> av{1, 2, 3, 4, 5, 6};
+  auto out = step.run(params, cg::feed<"a">(av));
+  auto ref = cg::compile(loss, cg::grad(loss, W));
+  CHECK(same_bits(out[cg::grad(loss, W)], ref.run(params, cg::feed<"a">(av))[cg::grad(loss, W)]));
+  // A loss without params: grad(loss) holds nothing.
+  constexpr auto no_params = cg::sum(a * a);
+  STATIC_REQUIRE(decltype(cg::compile(no_params, cg::grad(no_params)))::sizes.outputs == 1);
+}
+
+TEST_CASE("grad(loss) of a loss holding a gradient: the params below the marker too", "[autodiff][grad_all][hvp]") {
+  // gv = <grad_W1 mlp_loss, v> reads W1, b1 and W2: grad(gv) differentiates all three.
+  auto all = cg::compile(cg::grad(gv));
+  auto listed = cg::compile(hv, hv_b1);
+  STATIC_REQUIRE(decltype(all)::sizes.outputs == 3);
+  auto params = cg::parameters_of(all);
+  cg::init(params, 2);
+  const auto xs = random_values(24, 4), vs = random_values(20, 5);
+  const std::array<int, 6> ys{0, 1, 2, 2, 1, 0};
+  auto feeds = [&](auto& step) { return step.run(params, cg::feed<"x">(xs), cg::feed<"y">(ys), cg::feed<"v">(vs)); };
+  auto oa = feeds(all);
+  auto ol = feeds(listed);
+  CHECK(same_bits(oa[cg::grad(gv, W1)], ol[hv]));  // H v
+  CHECK(same_bits(oa[cg::grad(gv, b1)], ol[hv_b1]));
+  CHECK(oa.grad<"W2">().size() == 15);
+  gradcheck_params("grad(<grad_W1 loss, v>)", gv);
+}
+
 // ---------------------------------------------------------------- float path
 
 namespace {
@@ -191,6 +296,10 @@ struct every_op {
 TEST_CASE("every op family together: double gradients against finite differences", "[autodiff][grad]") {
   using G = every_op<double>;
   gradcheck("every op (double)", G::loss, G::table, G::W, G::b, G::x);
+}
+
+TEST_CASE("every op family together: grad(loss) in double against finite differences", "[autodiff][grad_all]") {
+  gradcheck_params("every op (double), grad(loss)", every_op<double>::loss);
 }
 
 TEST_CASE("every op family together: float gradients agree with double", "[autodiff][float]") {

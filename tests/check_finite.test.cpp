@@ -156,7 +156,7 @@ TEMPLATE_TEST_CASE("a clean run with check_finite gives the values of a run with
   constexpr auto b2 = cg::param<"b2", T, C>;
   constexpr auto logits = cg::matmul(cg::tanh(cg::matmul(x, cg::transpose(W1)) + b1), cg::transpose(W2)) + b2;
   constexpr auto loss = cg::cross_entropy(logits, y) + 1e-3_c * cg::sum(W1 * W1);
-  constexpr auto grads = cg::grad(loss, W1, b1, W2, b2);
+  constexpr auto grads = cg::grad(loss);
   auto step = cg::compile(loss, logits, grads);
   auto params = cg::parameters_of(step);
   cg::init(params, 3);

@@ -27,7 +27,7 @@ constexpr auto b2 = cg::param<"out.bias", float, C>;
 constexpr auto h = cg::tanh(cg::matmul(x, cg::transpose(W1)) + b1);
 constexpr auto logits = cg::matmul(h, cg::transpose(W2)) + b2;
 constexpr auto loss = cg::cross_entropy(logits, y);
-constexpr auto grads = cg::grad(loss, W1, b1, W2, b2);
+constexpr auto grads = cg::grad(loss);  // fc1.weight, fc1.bias, out.weight, out.bias
 
 // The dot text's nodes (id -> label) and edges (labels of both ends).
 struct parsed_dot {

@@ -16,6 +16,11 @@
 //
 // and the check is max err <= tol (1e-6 by default) per leaf. On failure the report
 // names the check, the leaf, its shape, the worst index and both values.
+//
+//   gradcheck_params("mlp", loss);
+//
+// does the same for cg::grad(loss): the gradient of every param in the loss's graph, each
+// read from the results by the param's name, as the optimizers read them.
 #pragma once
 #include <fmt/format.h>
 
@@ -132,6 +137,45 @@ std::span<double> leaf_data(cg::parameters<P>& params, feed_store& fs) {
     return std::span<double>(fs.at(X::name.data).d);
 }
 
+/// Compares the analytic gradient `a` of `loss` with respect to the data `v` of leaf `leaf`
+/// (shape `s`) with central differences, re-running the forward-only step `fwd`.
+template <class Fwd, class P, class Loss>
+void check_leaf(std::string_view what, const gradcheck_options& o, std::string_view leaf, const cg::shape& s,
+                const std::vector<double>& a, std::span<double> v, Fwd& fwd, cg::parameters<P>& params, feed_store& fs,
+                Loss loss, double l0) {
+  REQUIRE(a.size() == v.size());
+  double worst = 0, wa = 0, wn = 0;
+  long wi = -1;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const double keep = v[i];
+    v[i] = keep + o.h;
+    const double lp = run_fed(fwd, params, fs)[loss];
+    v[i] = keep - o.h;
+    const double lm = run_fed(fwd, params, fs)[loss];
+    v[i] = keep;
+    const double n = (lp - lm) / (2 * o.h);
+    const double err = std::abs(a[i] - n) / std::max({std::abs(a[i]), std::abs(n), o.floor});
+    if (!(err <= worst)) worst = err, wa = a[i], wn = n, wi = static_cast<long>(i);
+  }
+  INFO("gradcheck " << what << ": d loss / d " << leaf << ", shape " << fmt::format("{}", s) << ", loss " << l0);
+  INFO("worst element " << unflatten(s, wi) << " (flat " << wi << "): analytic " << wa << ", numeric " << wn
+                        << ", rel. error " << worst << " (tol " << o.tol << ", floor " << o.floor << ", h " << o.h
+                        << ")");
+  CHECK(worst <= o.tol);
+}
+
+/// The random point of a check: every param of `params` and every input of Step, seeded.
+template <class Step, class P>
+feed_store fill_point(cg::parameters<P>& params, const gradcheck_options& o) {
+  std::mt19937_64 gen(o.seed);
+  params.for_each([&](std::string_view, auto data, const cg::shape&) {
+    for (auto& v : data) v = draw(gen, o);
+  });
+  feed_store fs;
+  fill_inputs<Step>(fs, gen, o);
+  return fs;
+}
+
 template <class Loss, class... X>
 void gradcheck(std::string_view what, const gradcheck_options& o, Loss loss, X... leaves) {
   static_assert(std::is_same_v<typename Loss::value_type, double>, "gradcheck: the loss must be double");
@@ -139,12 +183,7 @@ void gradcheck(std::string_view what, const gradcheck_options& o, Loss loss, X..
   auto full = cg::compile(loss, cg::grad(loss, leaves)...);
   auto fwd = cg::compile(loss);
   auto params = cg::parameters_of(full);
-  std::mt19937_64 gen(o.seed);
-  params.for_each([&](std::string_view, auto data, const cg::shape&) {
-    for (auto& v : data) v = draw(gen, o);
-  });
-  feed_store fs;
-  fill_inputs<decltype(full)>(fs, gen, o);
+  feed_store fs = fill_point<decltype(full)>(params, o);
 
   // Analytic gradients, copied out before the forward step perturbs anything.
   auto out = run_fed(full, params, fs);
@@ -163,34 +202,51 @@ void gradcheck(std::string_view what, const gradcheck_options& o, Loss loss, X..
   }
 
   std::size_t li = 0;
-  (
-      [&] {
-        using L = X;
-        std::span<double> v = leaf_data<L>(params, fs);
-        const auto& a = analytic[li++];
-        REQUIRE(a.size() == v.size());
-        double worst = 0, wa = 0, wn = 0;
-        long wi = -1;
-        for (std::size_t i = 0; i < v.size(); ++i) {
-          const double keep = v[i];
-          v[i] = keep + o.h;
-          const double lp = run_fed(fwd, params, fs)[loss];
-          v[i] = keep - o.h;
-          const double lm = run_fed(fwd, params, fs)[loss];
-          v[i] = keep;
-          const double n = (lp - lm) / (2 * o.h);
-          const double err = std::abs(a[i] - n) / std::max({std::abs(a[i]), std::abs(n), o.floor});
-          if (!(err <= worst)) worst = err, wa = a[i], wn = n, wi = static_cast<long>(i);
-        }
-        const cg::shape s = cg::shape_of<L>;
-        INFO("gradcheck " << what << ": d loss / d " << L::name.data << ", shape " << fmt::format("{}", s) << ", loss "
-                          << l0);
-        INFO("worst element " << unflatten(s, wi) << " (flat " << wi << "): analytic " << wa << ", numeric " << wn
-                              << ", rel. error " << worst << " (tol " << o.tol << ", floor " << o.floor << ", h " << o.h
-                              << ")");
-        CHECK(worst <= o.tol);
-      }(),
-      ...);
+  (check_leaf(what, o, X::name.data, cg::shape_of<X>, analytic[li++], leaf_data<X>(params, fs), fwd, params, fs, loss,
+              l0),
+   ...);
+}
+
+/// gradcheck of grad(loss): compiles `loss` with cg::grad(loss), requires a gradient in the
+/// results for every param of the step (out.grad<name>(), as the optimizers find them), and
+/// checks each against central differences, as gradcheck() does.
+template <class Loss>
+void gradcheck_params(std::string_view what, const gradcheck_options& o, Loss loss) {
+  static_assert(std::is_same_v<typename Loss::value_type, double>, "gradcheck: the loss must be double");
+  static_assert(cg::shape_of<Loss>.rank == 0, "gradcheck: the loss must be a scalar");
+  auto full = cg::compile(loss, cg::grad(loss));
+  auto fwd = cg::compile(loss);
+  using Step = decltype(full);
+  constexpr std::size_t n = Step::sizes.params;
+  STATIC_REQUIRE(n > 0);
+  STATIC_REQUIRE(Step::sizes.outputs == n + 1);  // the loss and one gradient per param
+  auto params = cg::parameters_of(full);
+  feed_store fs = fill_point<Step>(params, o);
+
+  auto out = run_fed(full, params, fs);
+  const double l0 = out[loss];
+  std::vector<std::vector<double>> analytic(n);
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    (
+        [&] {
+          constexpr auto name = cg::detail::name_of<Step::plan.params[I].name>();
+          STATIC_REQUIRE(decltype(out)::template has_grad<name>);
+          auto g = out.template grad<name>();
+          analytic[I].assign(g.begin(), g.end());
+        }(),
+        ...);
+  }
+  (std::make_index_sequence<n>{});
+  for (std::size_t k = 0; k < n; ++k) {
+    const auto& e = Step::plan.params[k];
+    REQUIRE(e.type == cg::dtype::f64);
+    const std::span<double> v(static_cast<double*>(params.ptr(k)), static_cast<std::size_t>(e.s.size()));
+    check_leaf(what, o, e.name, e.s, analytic[k], v, fwd, params, fs, loss, l0);
+  }
+}
+template <cg::expression Loss>
+void gradcheck_params(std::string_view what, Loss loss) {
+  gradcheck_params(what, gradcheck_options{}, loss);
 }
 
 template <cg::expression Loss, cg::expression... X>

@@ -7,6 +7,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "testing.hpp"
@@ -111,6 +112,40 @@ TEST_CASE("results::grad<Name>() finds a param's gradient among the outputs", "[
   CHECK(out.grad<"fc.weight">().data() == out[cg::grad(pb::loss, pb::W)].data());
   CHECK(out.grad<"fc.bias">().data() == out[cg::grad(pb::loss, pb::b)].data());
   CHECK(out.grad<"fc.weight">().dims() == std::array<int, 2>{2, 3});
+}
+
+namespace {
+// Three clipped Adam steps on the problem with `step`: every param's values, then each step's norm.
+template <class Step>
+std::vector<double> three_adam_steps(Step& step) {
+  auto params = cg::parameters_of(step);
+  init_problem(params);
+  const auto xs = problem_x<double>();
+  const auto ts = problem_t<double>();
+  cg::adam opt(params, {.lr = 0.05});
+  std::vector<double> norms, r;
+  for (int k = 0; k < 3; ++k)
+    norms.push_back(opt.step(params, step.run(params, cg::feed<"x">(xs), cg::feed<"t">(ts)), {.max_grad_norm = 0.5}));
+  params.for_each([&](std::string_view, auto data, const cg::shape&) { r.insert(r.end(), data.begin(), data.end()); });
+  r.insert(r.end(), norms.begin(), norms.end());
+  return r;
+}
+}  // namespace
+
+TEST_CASE("optimizers take a step compiled with grad(loss): every param, as when listed", "[optim][grad_all]") {
+  using pb = problem<double>;
+  auto all = cg::compile(pb::loss, cg::grad(pb::loss));
+  auto listed = cg::compile(pb::loss, cg::grad(pb::loss, pb::s, pb::b, pb::W));
+  using out_t = decltype(all.run(std::declval<cg::parameters<decltype(all)::program>&>(),
+                                 cg::feed<"x">(std::vector<double>()), cg::feed<"t">(std::vector<double>())));
+  STATIC_REQUIRE(out_t::has_grad<"fc.weight">);
+  STATIC_REQUIRE(out_t::has_grad<"fc.bias">);
+  STATIC_REQUIRE(out_t::has_grad<"scale">);
+  STATIC_REQUIRE(!out_t::has_grad<"x">);
+  const std::vector<double> a = three_adam_steps(all), l = three_adam_steps(listed);
+  REQUIRE(a.size() == 6 + 2 + 2 + 3);
+  CHECK(a == l);       // bit for bit: the same gradients, in the same order
+  CHECK(a[8] != 1.5);  // scale (after fc.weight and fc.bias) moved: grad(loss) covers it
 }
 
 TEST_CASE("adam: two steps on a 2-element param, by hand", "[optim][adam]") {

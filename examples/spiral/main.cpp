@@ -61,10 +61,8 @@ constexpr auto loss = cg::cross_entropy(logits, y);
 constexpr auto x_heldout = cg::input<"x_heldout", float, n_heldout, 2>;
 constexpr auto logits_heldout = mlp(x_heldout);
 
-// Every param of the model, to differentiate.
-constexpr auto grads = cg::grad(loss, cg::param<"fc1.weight", float, hidden, 2>, cg::param<"fc1.bias", float, hidden>,
-                                cg::param<"fc2.weight", float, hidden, hidden>, cg::param<"fc2.bias", float, hidden>,
-                                cg::param<"out.weight", float, classes, hidden>, cg::param<"out.bias", float, classes>);
+// The gradient of every param of the model (fc1, fc2 and out, weight and bias).
+constexpr auto grads = cg::grad(loss);
 
 // The spiral: arm k holds points at radius r in [0, 1], angle 4k + 4r plus noise; then
 // shuffled, so that the first n_train points train and the rest are held out.

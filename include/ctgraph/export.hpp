@@ -110,7 +110,7 @@ template <class... Outs>
 inline constexpr auto graph_export_of = detail::make_graph_export<detail::resolved_size<Outs...>(), Outs...>();
 
 /// The node table of the graph compile(e...) would plan: the same arguments (expressions
-/// and the cg::grads that grad(y, x1, x2, ...) returns).
+/// and what grad(y) and grad(y, x1, x2, ...) return).
 template <class... O>
 constexpr const auto& export_graph(O...) {
   static_assert((detail::is_output<O> && ...),
@@ -233,7 +233,7 @@ std::string dot_text(const graph_export<N>& g) {
 /// consumer, gradient nodes (made by the reverse sweep) in orange, params in gold, inputs
 /// in green, outputs with a double border, and each elementwise loop that runs several
 /// nodes as a dashed cluster "fused loop k". Render with `dot -Tsvg graph.dot -o graph.svg`.
-/// @param e what compile() takes: expressions and the cg::grads that grad(y, x1, x2, ...) returns
+/// @param e what compile() takes: expressions and what grad(y) and grad(y, x1, x2, ...) return
 template <class... O>
 std::string to_dot(O... e) {
   return detail::dot_text(export_graph(e...));

@@ -1,4 +1,4 @@
-// ctgraph/init.hpp: cg::init(params, seed), PyTorch-style initial values of every param.
+// ctgraph/init.hpp: cg::init(params, seed), initial values of every param: Glorot-uniform weights, zero biases.
 #pragma once
 #include <algorithm>
 #include <cmath>

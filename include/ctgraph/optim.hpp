@@ -1,7 +1,7 @@
 // ctgraph/optim.hpp: optimizers over a parameter set (SGD, Adam, AdamW with PyTorch's
 // update rules and defaults), global gradient-norm clipping, learning-rate schedules.
 //
-//   auto step = cg::compile(loss, cg::grad(loss, W, b));
+//   auto step = cg::compile(loss, cg::grad(loss));  // the gradient of every param of loss
 //   auto params = cg::parameters_of(step);
 //   cg::adamw opt(params, {.lr = 3e-4});            // state allocated here, once
 //   auto sched = cg::cosine_warmup_lr{.lr = 3e-4, .warmup_steps = 100, .total_steps = 10000};
@@ -12,8 +12,9 @@
 //   }
 //
 // Gradients reach the optimizer through the step's results: a param named "W" is updated
-// when the results hold `grad(y, W)` (or W among the x of `grad(y, x...)`), found at compile
-// time by `out.grad<"W">()`; a param without a gradient is skipped (PyTorch's `grad is None`).
+// when the results hold `grad(y, W)` (W among the params of `grad(y)`, or among the x of
+// `grad(y, x...)`), found at compile time by `out.grad<"W">()`; a param without a gradient
+// is skipped (PyTorch's `grad is None`).
 //
 // Clipping: result views are read-only, so clip_grad_norm_ is an option of step():
 // `{.max_grad_norm = m}` computes the total L2 norm of every gradient step() uses and scales

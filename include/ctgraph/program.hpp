@@ -13,22 +13,43 @@ template <class T>
 struct is_grads : std::false_type {};
 template <class Y, class... X>
 struct is_grads<grads<Y, X...>> : std::true_type {};
-// Whether O is a compile() argument: an expression, or grads<Y, X...> matched by pattern.
-// Never cg::expression<grads<...>>: clang 14 prints a failed requirement's type into a
-// string, and grads<Y, X...> printed spells out Y's graph as a tree (exponential).
+template <class T>
+struct is_param_grads : std::false_type {};
+template <class Y>
+struct is_param_grads<param_grads<Y>> : std::true_type {};
+template <class T>
+struct is_grad_expr : std::false_type {};
+template <class Y, class X>
+struct is_grad_expr<grad_expr<Y, X>> : std::true_type {};
+// Whether O is a compile() argument: an expression, or grads<Y, X...> or param_grads<Y>
+// matched by pattern. Never cg::expression<grads<...>>: clang 14 prints a failed
+// requirement's type into a string, and grads<Y, X...> printed spells out Y's graph as a
+// tree (exponential).
 template <class O>
 inline constexpr bool is_output = expression<O>;
 template <class Y, class... X>
 inline constexpr bool is_output<grads<Y, X...>> = true;
+template <class Y>
+inline constexpr bool is_output<param_grads<Y>> = true;
 
-// Appends the output ids of one compile() argument: an expression, or grads<Y, X...>.
+// Appends a marker grad(y, x[k]) for each of the n descs x (y: its id).
+constexpr void push_grads(builder& b, desc_map& seen, std::vector<int>& outs, int y, const node_desc* const* x,
+                          std::size_t n) {
+  for (std::size_t k = 0; k < n; ++k)  // a loop, not a fold: see all_expressions
+    outs.push_back(b.make(&grad_info, {}, {y, flatten(b, seen, x[k])}, static_cast<int>(x[k]->type)));
+}
+// Appends the output ids of one compile() argument: an expression, grads<Y, X...> or
+// param_grads<Y> (grads<Y, X...> for X the params of Y).
 template <class O>
 constexpr void flatten_output(builder& b, desc_map& seen, std::vector<int>& outs) {
   if constexpr (is_grads<O>::value) {
     [&]<class Y, class... X>(grads<Y, X...>*) {
-      const int y = flatten(b, seen, &Y::desc);
-      for (const node_desc* x : {&X::desc...})  // a loop, not a fold: see all_expressions
-        outs.push_back(b.make(&grad_info, {}, {y, flatten(b, seen, x)}, static_cast<int>(x->type)));
+      const node_desc* const x[] = {&X::desc...};
+      push_grads(b, seen, outs, flatten(b, seen, &Y::desc), x, sizeof...(X));
+    }(static_cast<O*>(nullptr));
+  } else if constexpr (is_param_grads<O>::value) {
+    [&]<class Y>(param_grads<Y>*) {
+      push_grads(b, seen, outs, flatten(b, seen, &Y::desc), params_of<Y>.data(), params_of<Y>.size());
     }(static_cast<O*>(nullptr));
   } else {
     outs.push_back(flatten(b, seen, &O::desc));
@@ -38,10 +59,13 @@ template <class O>
 constexpr std::size_t output_count() {
   if constexpr (is_grads<O>::value)
     return []<class Y, class... X>(grads<Y, X...>*) { return sizeof...(X); }(static_cast<O*>(nullptr));
+  else if constexpr (is_param_grads<O>::value)
+    return []<class Y>(param_grads<Y>*) { return param_count_of<Y>; }(static_cast<O*>(nullptr));
   else
     return 1;
 }
-// Index of E within one compile() argument O (an expression or grads<Y, X...>), or -1.
+// Index of E within one compile() argument O (an expression, grads<Y, X...> or
+// param_grads<Y>), or -1.
 template <class E, class O>
 constexpr int index_within() {
   if constexpr (is_grads<O>::value) {
@@ -51,6 +75,14 @@ constexpr int index_within() {
         if (same[k]) return static_cast<int>(k);
       return -1;
     }(static_cast<O*>(nullptr));
+  } else if constexpr (is_param_grads<O>::value && is_grad_expr<E>::value) {
+    return []<class Y, class Y2, class X>(param_grads<Y>*, grad_expr<Y2, X>*) {
+      if constexpr (std::is_same_v<Y, Y2>) {
+        for (std::size_t k = 0; k < params_of<Y>.size(); ++k)
+          if (params_of<Y>[k] == &X::desc) return static_cast<int>(k);
+      }
+      return -1;
+    }(static_cast<O*>(nullptr), static_cast<E*>(nullptr));
   } else {
     return std::is_same_v<E, O> ? 0 : -1;
   }
@@ -78,10 +110,6 @@ template <class X>
 constexpr bool is_param_named(const char* name) {
   return X::desc.op == &param_info && str_eq(X::desc.name, name);
 }
-template <class T>
-struct is_grad_expr : std::false_type {};
-template <class Y, class X>
-struct is_grad_expr<grad_expr<Y, X>> : std::true_type {};
 // Index of the gradient of the param named `name` within one compile() argument O, or -1.
 template <class O>
 constexpr int grad_within(const char* name) {
@@ -90,6 +118,14 @@ constexpr int grad_within(const char* name) {
       const bool match[] = {is_param_named<X>(name)...};
       for (std::size_t k = 0; k < sizeof...(X); ++k)
         if (match[k]) return static_cast<int>(k);
+      return -1;
+    }(static_cast<O*>(nullptr));
+  } else if constexpr (is_param_grads<O>::value) {
+    return [name]<class Y>(param_grads<Y>*) {
+      for (std::size_t k = 0; k < params_of<Y>.size(); ++k) {
+        const node_desc* p = params_of<Y>[k];
+        if (str_eq(p->name, name)) return static_cast<int>(k);
+      }
       return -1;
     }(static_cast<O*>(nullptr));
   } else if constexpr (is_grad_expr<O>::value) {
@@ -131,13 +167,18 @@ struct program {
   static_assert(plan.error != plan_error::duplicate_name,
                 "ctgraph: two different leaves (inputs or params) share one name");
 
-  /// Position of expression E among the outputs (a grads<Y, X...> counts one per X), or -1.
+  /// Position of expression E among the outputs (a grads<Y, X...> counts one per X, a
+  /// param_grads<Y> one per param of Y), or -1.
   template <class E>
   static constexpr int output_index() {
     return detail::output_position<E, Outs...>();
   }
-  /// Output index of the first gradient (grad_expr or grads) of the param named `name`, or -1.
+  /// Output index of the first gradient (grad_expr, grads or param_grads) of the param named
+  /// `name`, or -1.
   static constexpr int grad_index(const char* name) { return detail::grad_position<Outs...>(name); }
+  /// Whether one of the outputs is grad(y) (a param_grads<Y>), every param's gradient of Y.
+  template <class Y>
+  static constexpr bool grads_every_param_of = (std::is_same_v<Outs, param_grads<Y>> || ...);
 };
 
 namespace detail {

@@ -7,6 +7,32 @@
 namespace ctgraph {
 
 void not_an_output_of_this_step(auto expression) = delete;
+// out[grad(y, W)] for a step compiled with grad(y): y does not depend on W, so W has no gradient.
+void no_gradient_y_does_not_depend_on_param(auto param_name) = delete;
+// out[grad(y, x)] for a step compiled with grad(y) and an input x: grad(y) holds params only.
+void grad_y_holds_params_only_not_input(auto input_name) = delete;
+
+namespace detail {
+// The compile error of out[e] for an e that is not an output of Program's step: one that
+// names the param (or input) when e is grad(y, x) and the step was compiled with grad(y).
+// Its return type is deduced so that it is instantiated where out[e] is, and its error
+// comes first.
+template <class Program, class E>
+auto missing_output() {
+  if constexpr (is_grad_expr<E>::value) {
+    [&]<class Y, class X>(grad_expr<Y, X>*) {
+      if constexpr (Program::template grads_every_param_of<Y> && X::desc.op == &param_info)
+        no_gradient_y_does_not_depend_on_param(name<X::name>{});
+      else if constexpr (Program::template grads_every_param_of<Y> && X::desc.op == &input_info)
+        grad_y_holds_params_only_not_input(name<X::name>{});
+      else  // dependent on the lambda's parameters, or clang diagnoses it in the discarded branches
+        not_an_output_of_this_step(dims_of<shape_of<grad_expr<Y, X>>>());
+    }(static_cast<E*>(nullptr));
+  } else {
+    not_an_output_of_this_step(dims_of<shape_of<E>>());
+  }
+}
+}  // namespace detail
 
 /// The values a run produced: `out[e]` is a view of output e (an expression passed to compile).
 template <class Step>
@@ -19,7 +45,7 @@ class results {
   auto operator[](E) const {
     constexpr int i = Step::program::template output_index<E>();
     if constexpr (i < 0)
-      not_an_output_of_this_step(dims_of<shape_of<E>>());
+      detail::missing_output<typename Step::program, E>();
     else
       return output<i>();
   }
@@ -27,7 +53,7 @@ class results {
   template <fixed_string Name>
   static constexpr bool has_grad = Step::program::grad_index(Name.data) >= 0;
   /// A read-only view of the gradient of the param named `Name` (the first such output:
-  /// a grad(y, W) or a grad(y, ..., W, ...)), found at compile time.
+  /// a grad(y, W), a grad(y, ..., W, ...) or W's among grad(y)), found at compile time.
   template <fixed_string Name>
   auto grad() const {
     constexpr int i = Step::program::grad_index(Name.data);

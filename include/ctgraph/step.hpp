@@ -179,8 +179,8 @@ class step {
   std::array<const void*, sizes.inputs + 1> inputs_{};
 };
 
-/// compile(outputs...): plans the graph of the given expressions (and the cg::grads that
-/// grad(y, x1, x2, ...) returns) once, at compile time, and returns a step ready to run.
+/// compile(outputs...): plans the graph of the given expressions (and of what grad(y) and
+/// grad(y, x1, x2, ...) return) once, at compile time, and returns a step ready to run.
 template <class... O>
 auto compile(O...) {
   static_assert((detail::is_output<O> && ...),
