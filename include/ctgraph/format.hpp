@@ -26,6 +26,7 @@ Out format_dims(Out out, const Dims& dims) {
 }
 }  // namespace ctgraph::detail
 
+/// @cond CTGRAPH_FMT_FORMATTER (Doxygen cannot place a specialization in fmt's namespace)
 /// `fmt::format("{}", s)` for a ctgraph::shape: "[32, 64]", "[]" for a scalar. No format
 /// specs: a formatter<string_view> base, for width and alignment, cost the spiral example
 /// 1.2 s of compile time.
@@ -38,3 +39,4 @@ struct fmt::formatter<ctgraph::shape> {
     return ctgraph::detail::format_dims(ctx.out(), std::span<const int>(s.d, static_cast<std::size_t>(s.rank)));
   }
 };
+/// @endcond
