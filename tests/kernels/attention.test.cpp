@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ctgraph/kernels.hpp"
+#include "rel_error.hpp"
 #include "thread_count.hpp"
 
 namespace {
@@ -21,22 +22,6 @@ std::vector<T> random_vec(std::size_t n, std::mt19937& rng, double amp = 1) {
   std::vector<T> v(n);
   for (auto& x : v) x = T(u(rng));
   return v;
-}
-
-// max |got - want| / max(1, max |want|); -inf entries must match exactly.
-template <class T>
-double rel_error(const std::vector<T>& got, const std::vector<double>& want) {
-  double err = 0, scale = 1;
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    if (std::isinf(want[i])) {
-      if (double(got[i]) != want[i]) return std::numeric_limits<double>::infinity();
-      continue;
-    }
-    scale = std::max(scale, std::abs(want[i]));
-    const double e = std::abs(double(got[i]) - want[i]);
-    if (!(e <= err)) err = std::isnan(e) ? std::numeric_limits<double>::infinity() : e;
-  }
-  return err / scale;
 }
 
 // Runs fused T against the double reference on the same (T-rounded) inputs.

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "ctgraph/kernels.hpp"
+#include "rel_error.hpp"
 #include "thread_count.hpp"
 
 namespace {
@@ -127,21 +128,6 @@ void random_gemm_case(unsigned seed) {
 }
 
 // ---- attention -----------------------------------------------------------------------------------
-
-template <class T>
-double rel_error(const std::vector<T>& got, const std::vector<double>& want) {
-  double err = 0, scale = 1;
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    if (std::isinf(want[i])) {
-      if (double(got[i]) != want[i]) return std::numeric_limits<double>::infinity();
-      continue;
-    }
-    scale = std::max(scale, std::abs(want[i]));
-    const double e = std::abs(double(got[i]) - want[i]);
-    if (!(e <= err)) err = std::isnan(e) ? std::numeric_limits<double>::infinity() : e;
-  }
-  return err / scale;
-}
 
 template <class T>
 void attention_case(const k::attention_shape& s, int threads, unsigned seed, double tol) {
