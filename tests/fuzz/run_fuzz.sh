@@ -33,7 +33,7 @@ mkdir -p "$out" "$corpus" "$artifacts"
 
 # Rebuild when the binary is missing or older than a source it is built from.
 sources=("$here/checkpoint_fuzz.cpp" "$root/src/checkpoint.cpp" "$root/include/ctgraph/checkpoint.hpp"
-         "$root/graph/base.hpp" "$here/run_fuzz.sh")
+         "$root/include/ctgraph/format.hpp" "$root/graph/base.hpp" "$here/run_fuzz.sh")
 stale=0
 [ -x "$bin" ] || stale=1
 for s in "${sources[@]}"; do
@@ -42,12 +42,13 @@ done
 if [ "$stale" = 1 ]; then
   echo "run_fuzz.sh: building $bin with $cxx"
   # The include paths of the ctgraph target (top-level CMakeLists.txt): include/ and the
-  # root; nlohmann-json from the system. src/checkpoint.cpp needs nothing else (no fmt).
+  # root; nlohmann-json and fmt (shapes in messages print through include/ctgraph/format.hpp)
+  # from the system.
   # _GLIBCXX_ASSERTIONS adds bounds checks to the standard containers.
   "$cxx" -std=c++20 -O1 -g -fno-omit-frame-pointer -Wall -Wextra \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GLIBCXX_ASSERTIONS \
     -I "$root/include" -I "$root" \
-    "$here/checkpoint_fuzz.cpp" "$root/src/checkpoint.cpp" -o "$bin.tmp"
+    "$here/checkpoint_fuzz.cpp" "$root/src/checkpoint.cpp" -lfmt -o "$bin.tmp"
   mv "$bin.tmp" "$bin"
 fi
 
