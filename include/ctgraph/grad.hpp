@@ -35,7 +35,8 @@ inline constexpr bool all_expressions = [] {
 
 // The params in the graph below `root`, each once, operands first (the order in which
 // flatten() emits them). An int node stops the walk, as it stops gradients. Iterative, as
-// flatten() is.
+// flatten() is, and the same walk written again: one walk shared by both, taking the visit
+// as a lambda, made the 64-layer MLP compile 11% slower (10.6 s -> 11.8 s, g++ 12 -O2).
 constexpr std::vector<const node_desc*> params_below(const node_desc* root) {
   std::vector<const node_desc*> params, stack{root};
   desc_map seen;
