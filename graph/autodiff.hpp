@@ -39,6 +39,7 @@ struct desc_map {
 constexpr int flatten(builder& b, desc_map& seen, const node_desc* root) {
   if (int* id = seen.find(root)) return *id;
   std::vector<const node_desc*> stack{root};
+  std::vector<int> ins;
   while (!stack.empty()) {
     const node_desc* d = stack.back();
     if (seen.find(d)) {
@@ -57,8 +58,9 @@ constexpr int flatten(builder& b, desc_map& seen, const node_desc* root) {
     n.a = d->a;
     n.n_in = d->n_in;
     n.name = d->name;
-    for (int k = 0; k < d->n_in; ++k) n.in[k] = *seen.find(d->in[k]);
-    seen.put(d, b.emit(n));
+    ins.clear();
+    for (int k = 0; k < d->n_in; ++k) ins.push_back(*seen.find(d->in[k]));
+    seen.put(d, b.emit(n, ins.data()));
   }
   return *seen.find(root);
 }
@@ -72,7 +74,7 @@ constexpr std::vector<int> reverse_sweep(builder& b, int y, const std::vector<in
     if (t <= y) dep[t] = 1;
   for (int n = 0; n <= y; ++n) {
     const node& nd = b[n];
-    for (int k = 0; k < nd.n_in && !dep[n]; ++k) dep[n] = dep[nd.in[k]];
+    for (int k = 0; k < nd.n_in && !dep[n]; ++k) dep[n] = dep[b.in(n, k)];
     if (nd.type == dtype::i32) dep[n] = 0;
   }
   std::vector<int> adj(y + 1, -1);
@@ -83,12 +85,12 @@ constexpr std::vector<int> reverse_sweep(builder& b, int y, const std::vector<in
     if (!nd.op->vjp) continue;
     vjp_ctx c{b, n, adj[n]};
     bool any = false;
-    for (int k = 0; k < nd.n_in; ++k) any |= c.wants[k] = dep[nd.in[k]];
+    for (int k = 0; k < nd.n_in; ++k) any |= c.wants[k] = dep[b.in(n, k)];
     if (!any) continue;
     nd.op->vjp(c);
     for (int k = 0; k < nd.n_in; ++k) {
       if (c.din[k] < 0 || !c.wants[k]) continue;
-      int& a = adj[nd.in[k]];
+      int& a = adj[b.in(n, k)];
       a = a < 0 ? c.din[k] : b.make(add, {}, {a, c.din[k]});
     }
   }
@@ -106,14 +108,16 @@ constexpr builder resolve_grads(const builder& in, std::vector<int>& remap, cons
   builder b;
   remap.assign(in.size(), -1);
   std::vector<int> swept_y, swept_x, swept_r;  // (y, x) -> adjoint, from sweeps so far
+  std::vector<int> ins;
   for (int n = 0; n < in.size(); ++n) {
     node nd = in[n];
-    for (int k = 0; k < nd.n_in; ++k) nd.in[k] = remap[nd.in[k]];
+    ins.clear();
+    for (int k = 0; k < nd.n_in; ++k) ins.push_back(remap[in.in(n, k)]);
     if (nd.op->cls != op_class::grad) {
-      remap[n] = b.emit(nd);
+      remap[n] = b.emit(nd, ins.data());
       continue;
     }
-    const int y = nd.in[0], x = nd.in[1];
+    const int y = ins[0], x = ins[1];
     int found = -1;
     for (std::size_t i = 0; i < swept_y.size() && found < 0; ++i)
       if (swept_y[i] == y && swept_x[i] == x) found = swept_r[i];
@@ -122,7 +126,8 @@ constexpr builder resolve_grads(const builder& in, std::vector<int>& remap, cons
       std::vector<int> xs;
       for (int m = n; m < in.size(); ++m) {
         const node& o = in[m];
-        if (o.op->cls == op_class::grad && remap[o.in[0]] == y && remap[o.in[1]] >= 0) xs.push_back(remap[o.in[1]]);
+        if (o.op->cls == op_class::grad && remap[in.in(m, 0)] == y && remap[in.in(m, 1)] >= 0)
+          xs.push_back(remap[in.in(m, 1)]);
       }
       if (swept) swept->push_back(b.size());
       auto r = reverse_sweep(b, y, xs, add);

@@ -38,9 +38,25 @@ inline T* resolve(const exec_ctx& c, loc l) {
 template <dtype D>
 using element_t = std::conditional_t<D == dtype::f32, float, std::conditional_t<D == dtype::f64, double, int>>;
 
+/// A plan's tables as spans, whatever its sizes: what the executor and diagnostics read.
+struct plan_view {
+  std::span<const kernel_step> kernels;
+  std::span<const fused_step> fused;
+  std::span<const order_entry> order;
+  std::span<const leaf_entry> inputs, params;
+  std::span<const loc> in_locs;  // kernel steps' operands
+  std::span<const shape> in_shapes;
+};
+template <class Plan>
+plan_view view_of(const Plan& p) {
+  return {
+      p.kernels, p.fused,    p.order, {p.inputs.data(), p.inputs.size() - 1}, {p.params.data(), p.params.size() - 1},
+      p.in_locs, p.in_shapes};
+}
+
 /// A kernel step: one shared function for all, reading its step description from the
 /// plan (a constant table); the kernel behind it gets operand pointers and shapes.
-inline void run_kernel(const exec_ctx& c, const kernel_step& k) {
+inline void run_kernel(const exec_ctx& c, const plan_view& p, const kernel_step& k) {
   auto call = [&]<class T>(T*) {
     T* out = resolve<T>(c, k.out);
     if (k.op->is_constant) {
@@ -48,8 +64,9 @@ inline void run_kernel(const exec_ctx& c, const kernel_step& k) {
       for (long i = 0; i < k.out_shape.size(); ++i) out[i] = v;
       return;
     }
-    run_args<T> a{out, {}, k.out_shape, {k.in_shape[0], k.in_shape[1], k.in_shape[2]}, k.a};
-    for (int j = 0; j < k.n_in; ++j) a.in[j] = resolve<const void>(c, k.in[j]);
+    const void* in[max_kernel_operands];
+    for (int j = 0; j < k.n_in; ++j) in[j] = resolve<const void>(c, p.in_locs[k.first_in + j]);
+    const run_args<T> a{out, in, k.out_shape, p.in_shapes.data() + k.first_in, k.a, k.n_in};
     if constexpr (std::is_same_v<T, float>)
       k.op->fwd_f32(a);
     else
@@ -129,14 +146,13 @@ void run_fused(const exec_ctx& c, const fused_step& f) {
 /// Runs one step of a plan: a kernel call or a fused loop. The plan's tables come as spans:
 /// indexed as a plan's std::arrays, once inlined into run_plan, g++ 12 warned of reads past
 /// a plan's end (-Warray-bounds) in test programs with several plans.
-inline void run_step(const exec_ctx& c, std::span<const kernel_step> kernels, std::span<const fused_step> fused,
-                     const order_entry& e) {
+inline void run_step(const exec_ctx& c, const plan_view& p, const order_entry& e) {
   if (!e.fused)
-    run_kernel(c, kernels[e.index]);
-  else if (fused[e.index].type == dtype::f64)
-    run_fused<double>(c, fused[e.index]);
+    run_kernel(c, p, p.kernels[e.index]);
+  else if (p.fused[e.index].type == dtype::f64)
+    run_fused<double>(c, p.fused[e.index]);
   else
-    run_fused<float>(c, fused[e.index]);
+    run_fused<float>(c, p.fused[e.index]);
 }
 
 /// Runs every step of a plan in order. Never inlined: inlined into a caller that holds the
@@ -144,7 +160,8 @@ inline void run_step(const exec_ctx& c, std::span<const kernel_step> kernels, st
 /// minutes optimising the result (a 16-layer residual net: over 200 s instead of 9 s).
 template <class Plan>
 [[gnu::noinline]] void run_plan(const exec_ctx& c, const Plan& p) {
-  for (const order_entry& e : p.order) run_step(c, p.kernels, p.fused, e);
+  const plan_view v = view_of(p);
+  for (const order_entry& e : p.order) run_step(c, v, e);
 }
 
 // ---------------------------------------------------------------- finite checks
@@ -195,9 +212,10 @@ struct non_finite_at {
 /// output holding a NaN or an infinity and says where. Float and double outputs only.
 template <class Plan>
 [[gnu::noinline]] non_finite_at run_plan_checked(const exec_ctx& c, const Plan& p) {
+  const plan_view v = view_of(p);
   for (std::size_t s = 0; s < p.order.size(); ++s) {
     const order_entry& e = p.order[s];
-    run_step(c, p.kernels, p.fused, e);
+    run_step(c, v, e);
     const dtype t = e.fused ? p.fused[e.index].type : p.kernels[e.index].type;
     const loc out = e.fused ? p.fused[e.index].out : p.kernels[e.index].out;
     const long n = e.fused ? p.fused[e.index].out_shape.size() : p.kernels[e.index].out_shape.size();
@@ -206,18 +224,6 @@ template <class Plan>
       return {static_cast<int>(s), i, element_as_double(t, data, i)};
   }
   return {};
-}
-
-/// A plan's steps and leaf tables as spans: what diagnostics read, whatever the plan's sizes.
-struct plan_view {
-  std::span<const kernel_step> kernels;
-  std::span<const fused_step> fused;
-  std::span<const order_entry> order;
-  std::span<const leaf_entry> inputs, params;
-};
-template <class Plan>
-plan_view view_of(const Plan& p) {
-  return {p.kernels, p.fused, p.order, {p.inputs.data(), p.inputs.size() - 1}, {p.params.data(), p.params.size() - 1}};
 }
 
 /// The inputs and params step `s` of plan `p` depends on, directly or through earlier
@@ -253,7 +259,7 @@ inline void leaves_of_step(const plan_view& p, int s, std::vector<char>& inputs,
       for (int k = 0; k < f.n_src; ++k) visit(f.src[k].l);
     } else {
       const kernel_step& k = p.kernels[e.index];
-      for (int j = 0; j < k.n_in; ++j) visit(k.in[j]);
+      for (int j = 0; j < k.n_in; ++j) visit(p.in_locs[k.first_in + j]);
     }
   }
 }

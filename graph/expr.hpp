@@ -17,7 +17,7 @@ struct node_desc {
   shape out;
   attr_t a;
   int n_in;
-  const node_desc* in[3];
+  const node_desc* const* in;  // n_in operands
   const char* name;
   std::uint64_t hash;
 };
@@ -109,9 +109,7 @@ constexpr node_desc finish(node_desc d) {
   n.a = d.a;
   n.n_in = d.n_in;
   n.name = d.name;
-  std::uint64_t oh[3] = {};
-  for (int k = 0; k < d.n_in; ++k) oh[k] = d.in[k]->hash;
-  d.hash = node_hash(n, oh);
+  d.hash = node_hash(n, [&](int k) { return d.in[k]->hash; });
   return d;
 }
 }  // namespace detail
@@ -165,15 +163,11 @@ template <class Op, class Attr, const node_desc*... In>
 struct op_expr {
   static constexpr dtype type = detail::first_float_type({In...});
   using value_type = detail::value_type_t<type>;
+  static constexpr const node_desc* operands[] = {In..., nullptr};
   static constexpr node_desc desc =
-      detail::finish({&op_info_of<Op>,
-                      type,
+      detail::finish({&op_info_of<Op>, type,
                       Op::infer(Attr::value, std::array<shape, sizeof...(In)>{In->out...}.data(), sizeof...(In)).s,
-                      Attr::value,
-                      sizeof...(In),
-                      {In...},
-                      nullptr,
-                      0});
+                      Attr::value, sizeof...(In), operands, nullptr, 0});
 };
 
 enum class leaf_kind { input, param };
@@ -196,8 +190,14 @@ template <leaf_kind K, class Name, class T, int... D>
 struct leaf_expr {
   using value_type = T;
   static constexpr fixed_string<sizeof(Name::data)> name = Name::data;
-  static constexpr node_desc desc = detail::finish(
-      {K == leaf_kind::input ? &input_info : &param_info, dtype_of<T>(), make_shape<D...>(), {}, 0, {}, Name::data, 0});
+  static constexpr node_desc desc = detail::finish({K == leaf_kind::input ? &input_info : &param_info,
+                                                    dtype_of<T>(),
+                                                    make_shape<D...>(),
+                                                    {},
+                                                    0,
+                                                    nullptr,
+                                                    Name::data,
+                                                    0});
 };
 
 /// `cg::input<"x", float, 32, 64>`: a [32, 64] float input named "x".
@@ -229,7 +229,7 @@ template <dtype T, std::int64_t Bits>
 struct const_expr {
   using value_type = detail::value_type_t<T>;
   static constexpr node_desc desc =
-      detail::finish({&constant_info, T, shape{}, attr_t{{}, Bits, {}}, 0, {}, nullptr, 0});
+      detail::finish({&constant_info, T, shape{}, attr_t{{}, Bits, {}}, 0, nullptr, nullptr, 0});
 };
 
 template <class C>
@@ -250,8 +250,9 @@ constexpr auto as_operand(S s) {
 template <class Y, class X>
 struct grad_expr {
   using value_type = value_of<X>;
+  static constexpr const node_desc* operands[] = {&Y::desc, &X::desc};
   static constexpr node_desc desc =
-      detail::finish({&grad_info, X::desc.type, X::desc.out, {}, 2, {&Y::desc, &X::desc}, nullptr, 0});
+      detail::finish({&grad_info, X::desc.type, X::desc.out, {}, 2, operands, nullptr, 0});
 };
 
 namespace literals {

@@ -17,14 +17,19 @@ enum class op_class : std::uint8_t {
   grad          // grad(y, x) marker, replaced by the adjoint during compile
 };
 
+/// Operands a kernel step can have: the pointers to them live on the stack of the call.
+/// Graph nodes have no such limit (their operands are a list in the builder's pool).
+inline constexpr int max_kernel_operands = 8;
+
 /// What a kernel sees: output pointer, operand pointers, their shapes and the node's attributes.
 template <class T>
 struct run_args {
   T* out;
-  const void* in[3];
+  const void* const* in;  // n_in operand pointers
   shape out_shape;
-  shape in_shape[3];
+  const shape* in_shape;  // their shapes
   attr_t a;
+  int n_in = 0;
   template <class U = T>
   const U* input(int k) const {
     return static_cast<const U*>(in[k]);
@@ -57,31 +62,34 @@ struct op_info {
   const op_runtime* rt = nullptr;
 };
 
+/// A node of the flat graph. Its operands are a list in its builder's pool
+/// (builder::operands[first_in, first_in + n_in)), so a node may have any number.
 struct node {
   const op_info* op = nullptr;
   dtype type = dtype::f32;
   shape out;
   attr_t a;
   int n_in = 0;
-  int in[3] = {-1, -1, -1};
+  int first_in = 0;
   const char* name = nullptr;  // leaves only
   std::uint64_t hash = 0;
 
-  constexpr bool same(const node& o) const {
+  // Equal but for the operands, which the builder compares.
+  constexpr bool same_head(const node& o) const {
     if (op != o.op || type != o.type || !(out == o.out) || !(a == o.a) || n_in != o.n_in) return false;
-    for (int k = 0; k < n_in; ++k)
-      if (in[k] != o.in[k]) return false;
     if ((name == nullptr) != (o.name == nullptr)) return false;
     return name == nullptr || str_eq(name, o.name);
   }
 };
 
-constexpr std::uint64_t node_hash(const node& n, const std::uint64_t* operand_hash) {
+/// A node's hash from its head and its operands' hashes (h(k) for operand k).
+template <class OperandHash>
+constexpr std::uint64_t node_hash(const node& n, OperandHash h_of) {
   std::uint64_t h = hash_str(n.op->name);
   h = hash_mix(h, static_cast<std::uint64_t>(n.type));
   h = hash_shape(h, n.out);
   h = hash_attr(h, n.a);
-  for (int k = 0; k < n.n_in; ++k) h = hash_mix(h, operand_hash[k]);
+  for (int k = 0; k < n.n_in; ++k) h = hash_mix(h, h_of(k));
   if (n.name) h = hash_mix(h, hash_str(n.name));
   return h;
 }
@@ -101,13 +109,17 @@ inline constexpr op_info grad_info{
 /// node ids are always in topological order and every subexpression exists once.
 struct builder {
   std::vector<node> nodes;
+  std::vector<int> operands;                          // every node's operand list, end to end
   std::vector<int> table = std::vector<int>(64, -1);  // open addressing over node ids
   int used = 0;
 
-  constexpr int emit(node n) {
-    std::uint64_t oh[3] = {};
-    for (int k = 0; k < n.n_in; ++k) oh[k] = nodes[n.in[k]].hash;
-    n.hash = node_hash(n, oh);
+  /// Operand k of node n, and the list of them.
+  constexpr int in(int n, int k) const { return operands[nodes[n].first_in + k]; }
+  constexpr const int* ins(int n) const { return operands.data() + nodes[n].first_in; }
+
+  /// Adds node n over operands ins[0, n.n_in), or returns the equal node that exists.
+  constexpr int emit(node n, const int* ins) {
+    n.hash = node_hash(n, [&](int k) { return nodes[ins[k]].hash; });
     if (2 * (used + 1) > static_cast<int>(table.size())) grow();
     std::size_t mask = table.size() - 1;
     for (std::size_t i = n.hash & mask;; i = (i + 1) & mask) {
@@ -115,31 +127,37 @@ struct builder {
       if (id < 0) {
         table[i] = static_cast<int>(nodes.size());
         ++used;
+        n.first_in = static_cast<int>(operands.size());
+        operands.insert(operands.end(), ins, ins + n.n_in);
         nodes.push_back(n);
         return table[i];
       }
-      if (nodes[id].hash == n.hash && nodes[id].same(n)) return id;
+      if (nodes[id].hash == n.hash && nodes[id].same_head(n) && same_operands(id, ins)) return id;
     }
   }
+  constexpr int emit(node n) { return emit(n, nullptr); }  // a leaf or a constant
 
   /// A node of `op` over `ins`, its shape from the op's shape rule. The element type is
   /// the first floating operand's unless given.
-  constexpr int make(const op_info* op, attr_t a, std::initializer_list<int> ins, int type = -1) {
+  constexpr int make(const op_info* op, attr_t a, const int* ins, int n_in, int type = -1) {
     node n;
     n.op = op;
     n.a = a;
-    shape s[3];
+    n.n_in = n_in;
+    std::vector<shape> s(n_in + 1);
     bool typed = type >= 0;
     if (typed) n.type = static_cast<dtype>(type);
-    for (int id : ins) {
-      s[n.n_in] = nodes[id].out;
-      n.in[n.n_in++] = id;
-      if (!typed && nodes[id].type != dtype::i32) n.type = nodes[id].type, typed = true;
+    for (int k = 0; k < n_in; ++k) {
+      s[k] = nodes[ins[k]].out;
+      if (!typed && nodes[ins[k]].type != dtype::i32) n.type = nodes[ins[k]].type, typed = true;
     }
-    auto r = op->infer(a, s, n.n_in);
+    auto r = op->infer(a, s.data(), n_in);
     if (!r.ok) throw "ctgraph internal error: a derived node has operands of incompatible shapes";
     n.out = r.s;
-    return emit(n);
+    return emit(n, ins);
+  }
+  constexpr int make(const op_info* op, attr_t a, std::initializer_list<int> ins, int type = -1) {
+    return make(op, a, ins.begin(), static_cast<int>(ins.size()), type);
   }
   constexpr int constant(double v, const shape& s, dtype t) {
     node n;
@@ -153,6 +171,11 @@ struct builder {
   constexpr int size() const { return static_cast<int>(nodes.size()); }
 
  private:
+  constexpr bool same_operands(int id, const int* ins) const {
+    for (int k = 0; k < nodes[id].n_in; ++k)
+      if (in(id, k) != ins[k]) return false;
+    return true;
+  }
   constexpr void grow() {
     table.assign(table.size() * 2, -1);
     std::size_t mask = table.size() - 1;
@@ -179,11 +202,11 @@ struct vjp_ctx {
   builder& b;
   int id;
   int g;
-  bool wants[3] = {};
-  int din[3] = {-1, -1, -1};
+  std::vector<char> wants = std::vector<char>(b[id].n_in, 0);
+  std::vector<int> din = std::vector<int>(b[id].n_in, -1);
 
   constexpr ref out() const { return {&b, id}; }
-  constexpr ref x(int k) const { return {&b, b[id].in[k]}; }
+  constexpr ref x(int k) const { return {&b, b.in(id, k)}; }
   constexpr ref grad() const { return {&b, g}; }
   constexpr const attr_t& attr() const { return b[id].a; }
   constexpr const node& self() const { return b[id]; }

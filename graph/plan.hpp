@@ -27,8 +27,7 @@ struct kernel_step {
   loc out;
   shape out_shape;
   int n_in = 0;
-  loc in[3];
-  shape in_shape[3];
+  int first_in = 0;  // operands: the plan's in_locs and in_shapes [first_in, first_in + n_in)
 };
 
 inline constexpr int max_fused = 16;  // instructions per fused loop
@@ -79,6 +78,8 @@ enum class plan_error { none, duplicate_name };
 /// The plan while it is built: growable vectors.
 struct dyn_plan {
   std::vector<kernel_step> kernels;
+  std::vector<loc> in_locs;  // kernel steps' operands, end to end
+  std::vector<shape> in_shapes;
   std::vector<fused_step> fused;
   std::vector<order_entry> order;
   std::vector<leaf_entry> inputs, params;
@@ -89,7 +90,7 @@ struct dyn_plan {
 };
 
 struct plan_sizes {
-  std::size_t kernels, fused, order, inputs, params, outputs;
+  std::size_t kernels, fused, order, inputs, params, outputs, operands;
 };
 
 /// First-fit allocator over one arena: blocks kept sorted by offset, coalesced on free.
@@ -154,9 +155,9 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
     if (!needed[n]) continue;
     const node& nd = b[n];
     for (int k = 0; k < nd.n_in; ++k) {
-      int i = nd.in[k];
+      int i = b.in(n, k);
       bool first_use = true;
-      for (int j = 0; j < k; ++j) first_use &= nd.in[j] != i;
+      for (int j = 0; j < k; ++j) first_use &= b.in(n, j) != i;
       if (!first_use) continue;
       needed[i] = 1;
       ++consumers[i];
@@ -173,11 +174,11 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
     const node& nd = b[n];
     instrs[n] = 1;
     for (int k = 0; k < nd.n_in; ++k) {
-      int i = nd.in[k];
+      int i = b.in(n, k);
       bool fuse = ew(i) && consumers[i] == 1 && !is_out[i] && b[i].out == nd.out && b[i].type == nd.type &&
                   instrs[n] + instrs[i] <= max_fused && sources[n] + sources[i] + (nd.n_in - k) <= max_sources;
       bool dup = false;
-      for (int j = 0; j < k; ++j) dup |= nd.in[j] == i;
+      for (int j = 0; j < k; ++j) dup |= b.in(n, j) == i;
       if (dup) continue;
       if (fuse) {
         inlined[i] = 1;
@@ -210,13 +211,13 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
     if (!needed[n]) continue;
     const node& nd = b[n];
     if (!nd.op->int_bound) continue;
-    shape s[3];
-    for (int k = 0; k < nd.n_in; ++k) s[k] = b[nd.in[k]].out;
+    std::vector<shape> s(nd.n_in + 1);
+    for (int k = 0; k < nd.n_in; ++k) s[k] = b[b.in(n, k)].out;
     for (int k = 0; k < nd.n_in; ++k) {
-      const node& o = b[nd.in[k]];
-      if (o.type != dtype::i32 || where[nd.in[k]].sp != space::input) continue;
-      leaf_entry& e = p.inputs[where[nd.in[k]].off];
-      int bound = nd.op->int_bound(nd.a, s, k);
+      const node& o = b[b.in(n, k)];
+      if (o.type != dtype::i32 || where[b.in(n, k)].sp != space::input) continue;
+      leaf_entry& e = p.inputs[where[b.in(n, k)].off];
+      int bound = nd.op->int_bound(nd.a, s.data(), k);
       if (e.bound == 0 || bound < e.bound) e.bound = bound, e.bound_op = nd.op->name;
     }
   }
@@ -227,7 +228,7 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
     const node& nd = b[n];
     if (is_out[n]) materialise[n] = 1;
     if (nd.op->cls != op_class::elementwise)
-      for (int k = 0; k < nd.n_in; ++k) materialise[nd.in[k]] = 1;
+      for (int k = 0; k < nd.n_in; ++k) materialise[b.in(n, k)] = 1;
   }
   std::vector<int> step_node;
   for (int n = 0; n < N; ++n) {
@@ -244,7 +245,7 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
   for (int n = 0; n < N; ++n) {
     if (!needed[n] || root_of[n] < 0) continue;
     const node& nd = b[n];
-    for (int k = 0; k < nd.n_in; ++k) last_use[nd.in[k]] = std::max(last_use[nd.in[k]], root_of[n]);
+    for (int k = 0; k < nd.n_in; ++k) last_use[b.in(n, k)] = std::max(last_use[b.in(n, k)], root_of[n]);
   }
   for (int o : outs) last_use[o] = S;
   // 6. Memory plan, then the steps themselves.
@@ -280,7 +281,7 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
         bool ready = true;
         const node& md = b[m];
         for (int k = md.n_in - 1; k >= 0; --k) {
-          int i = md.in[k];
+          int i = b.in(m, k);
           if (!inlined[i]) continue;
           bool done = false;
           for (int x : ids) done |= x == i;
@@ -295,7 +296,7 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
         ins.op = md.op->rt;
         int opnd[2] = {0, 0};
         for (int k = 0; k < md.n_in && k < 2; ++k) {
-          int i = md.in[k];
+          int i = b.in(m, k);
           int ref = 0;
           if (inlined[i]) {
             for (std::size_t x = 0; x < ids.size(); ++x)
@@ -341,8 +342,11 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
       k.a = nd.a;
       k.out = where[n];
       k.out_shape = nd.out;
+      if (nd.n_in > max_kernel_operands) throw "ctgraph: a kernel step has more operands than max_kernel_operands";
       k.n_in = nd.n_in;
-      for (int j = 0; j < nd.n_in; ++j) k.in[j] = where[nd.in[j]], k.in_shape[j] = b[nd.in[j]].out;
+      k.first_in = static_cast<int>(p.in_locs.size());
+      for (int j = 0; j < nd.n_in; ++j)
+        p.in_locs.push_back(where[b.in(n, j)]), p.in_shapes.push_back(b[b.in(n, j)].out);
     }
     for (int m = free_head[s]; m >= 0; m = free_next[m])
       mem.release(where[m].off, b[m].out.size() * static_cast<long>(dtype_size(b[m].type)));
@@ -361,6 +365,8 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
 template <plan_sizes Z>
 struct fixed_plan {
   std::array<kernel_step, Z.kernels + 1> kernels{};  // +1: never empty
+  std::array<loc, Z.operands + 1> in_locs{};
+  std::array<shape, Z.operands + 1> in_shapes{};
   std::array<fused_step, Z.fused + 1> fused{};
   std::array<order_entry, Z.order> order{};
   std::array<leaf_entry, Z.inputs + 1> inputs{};
@@ -375,6 +381,8 @@ template <plan_sizes Z>
 constexpr fixed_plan<Z> fix(const dyn_plan& p) {
   fixed_plan<Z> f;
   std::copy(p.kernels.begin(), p.kernels.end(), f.kernels.begin());
+  std::copy(p.in_locs.begin(), p.in_locs.end(), f.in_locs.begin());
+  std::copy(p.in_shapes.begin(), p.in_shapes.end(), f.in_shapes.begin());
   std::copy(p.fused.begin(), p.fused.end(), f.fused.begin());
   std::copy(p.order.begin(), p.order.end(), f.order.begin());
   std::copy(p.inputs.begin(), p.inputs.end(), f.inputs.begin());

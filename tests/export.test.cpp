@@ -163,7 +163,7 @@ TEST_CASE("export_graph: the node table behind to_dot", "[export]") {
   std::set<int> steps;
   for (int i = 0; i < g.count; ++i) {
     const cg::export_node& e = g.nodes[i];
-    for (int k = 0; k < e.n_in; ++k) CHECK(e.in[k] < i);  // topological order
+    for (int k = 0; k < e.n_in; ++k) CHECK(g.in(i, k) < i);  // topological order
     if (e.cls == cg::op_class::param || e.cls == cg::op_class::input) {
       ++leaves;
       CHECK_FALSE(e.backward);

@@ -27,7 +27,7 @@ struct export_node {
   shape s;                          ///< output shape
   attr_t a;                         ///< attributes (a constant's value, matmul's transpose flags, ...)
   int n_in = 0;                     ///< number of operands
-  int in[3] = {-1, -1, -1};         ///< operands: indices into graph_export::nodes
+  int first_in = 0;                 ///< its operands: graph_export::operands[first_in, first_in + n_in)
   const char* name = nullptr;       ///< leaves: the input's or param's name
   bool backward = false;            ///< created by the reverse sweep of a grad(): a gradient node
   int step = -1;                    ///< index of the step computing it, in run order; -1: leaf or inlined constant
@@ -38,30 +38,35 @@ struct export_node {
 /// A compiled graph as a flat table, for exports: the nodes a step computes (after pruning
 /// and common-subexpression merging), in topological order, operands first.
 /// @tparam N capacity: the planner's node count before pruning
-template <std::size_t N>
+/// @tparam M capacity of the operand lists: the planner's operand count before pruning
+template <std::size_t N, std::size_t M>
 struct graph_export {
   std::array<export_node, N + 1> nodes{};  ///< the first `count` are in use
+  std::array<int, M + 1> operands{};       ///< every node's operands (indices into nodes), end to end
   int count = 0;                           ///< nodes in use
-  int steps = 0;                           ///< steps of a run (kernel calls and elementwise loops)
-  int loops = 0;                           ///< elementwise loops among the steps
-  int outputs = 0;                         ///< outputs of the step (each grad counts once)
+  /// Operand k of node i, an index into nodes.
+  constexpr int in(int i, int k) const { return operands[nodes[i].first_in + k]; }
+  int steps = 0;    ///< steps of a run (kernel calls and elementwise loops)
+  int loops = 0;    ///< elementwise loops among the steps
+  int outputs = 0;  ///< outputs of the step (each grad counts once)
 };
 
 namespace detail {
-// Nodes of compile(Outs{}...)'s graph once gradients are resolved, before planning: the
-// export table's capacity, without instantiating (and planning) that program.
+// Nodes and operands of compile(Outs{}...)'s graph once gradients are resolved, before
+// planning: the export table's capacity, without instantiating (and planning) that program.
 template <class... Outs>
-constexpr std::size_t resolved_size() {
+constexpr std::array<std::size_t, 2> resolved_size() {
   builder b0;
   desc_map seen;
   std::vector<int> outs0;
   (flatten_output<Outs>(b0, seen, outs0), ...);
   std::vector<int> remap;
-  return static_cast<std::size_t>(resolve_grads(b0, remap, &op_info_of<add_op>).size());
+  const builder b = resolve_grads(b0, remap, &op_info_of<add_op>);
+  return {static_cast<std::size_t>(b.size()), b.operands.size()};
 }
 
-template <std::size_t N, class... Outs>
-constexpr graph_export<N> make_graph_export() {
+template <std::array<std::size_t, 2> Z, class... Outs>
+constexpr graph_export<Z[0], Z[1]> make_graph_export() {
   builder b0;
   desc_map seen;
   std::vector<int> outs0;
@@ -74,8 +79,9 @@ constexpr graph_export<N> make_graph_export() {
   for (int o : outs0) outs.push_back(remap[o]);
   plan_trace trace;
   const dyn_plan plan = make_plan(b, outs, &trace);
-  graph_export<N> g;
+  graph_export<Z[0], Z[1]> g;
   std::vector<int> id(b.size(), -1);
+  int used = 0;
   for (int n = 0; n < b.size(); ++n) {
     if (!trace.needed[n]) continue;
     const node& nd = b[n];
@@ -87,7 +93,8 @@ constexpr graph_export<N> make_graph_export() {
     e.s = nd.out;
     e.a = nd.a;
     e.n_in = nd.n_in;
-    for (int k = 0; k < nd.n_in; ++k) e.in[k] = id[nd.in[k]];
+    e.first_in = used;
+    for (int k = 0; k < nd.n_in; ++k) g.operands[used++] = id[b.in(n, k)];
     e.name = nd.name;
     for (std::size_t k = 0; k + 1 < swept.size(); k += 2) e.backward |= swept[k] <= n && n < swept[k + 1];
     e.step = trace.step[n];
@@ -157,8 +164,8 @@ std::string si(Real v) {
   return u ? format_rt("{:.2f}{}", v, unit[u]) : format_rt("{:.0f}", v);
 }
 
-template <std::size_t N>
-std::string dot_text(const graph_export<N>& g) {
+template <std::size_t N, std::size_t M>
+std::string dot_text(const graph_export<N, M>& g) {
   std::string s;
   s += "digraph ctgraph {\n";
   s += format_rt(
@@ -218,9 +225,9 @@ std::string dot_text(const graph_export<N>& g) {
     const auto& e = g.nodes[i];  // auto: dependent, see above
     for (int k = 0; k < e.n_in; ++k) {
       bool again = false;  // x * x: one edge
-      for (int j = 0; j < k; ++j) again |= e.in[j] == e.in[k];
+      for (int j = 0; j < k; ++j) again |= g.in(i, j) == g.in(i, k);
       if (again) continue;
-      s += format_rt("  n{} -> n{}{};\n", e.in[k], i, e.backward ? " [color=\"#c0642a\"]" : "");
+      s += format_rt("  n{} -> n{}{};\n", g.in(i, k), i, e.backward ? " [color=\"#c0642a\"]" : "");
     }
   }
   s += "}\n";
@@ -295,15 +302,17 @@ struct step_summary {
 /// FLOPs of one kernel step: 2 * M * N * K * batch for a matmul; 0 for a constant fill; else
 /// op_runtime::flops per element of the larger of its output and first operand (a reduction
 /// does its work per input element).
+/// `in_shapes` is the plan's table of operand shapes.
 template <int = 0>
-constexpr double kernel_flops(const kernel_step& k) {
+constexpr double kernel_flops(const kernel_step& k, const shape* in_shapes) {
   if (k.op->is_constant) return 0;
+  const shape* in_shape = in_shapes + k.first_in;
   if (std::string_view(k.op->name) == matmul_op::name) {
-    const shape &x = k.in_shape[0], &o = k.out_shape;
+    const shape &x = in_shape[0], &o = k.out_shape;
     const double M = o.d[o.rank - 2], N = o.d[o.rank - 1], K = x.d[x.rank - (k.a.i[0] ? 2 : 1)];
     return 2 * M * N * K * static_cast<double>(o.size() / (o.d[o.rank - 2] * static_cast<long>(o.d[o.rank - 1])));
   }
-  const double n = static_cast<double>(std::max(k.out_shape.size(), k.n_in ? k.in_shape[0].size() : 0));
+  const double n = static_cast<double>(std::max(k.out_shape.size(), k.n_in ? in_shape[0].size() : 0));
   return k.op->flops * n;
 }
 /// FLOPs of one elementwise loop: each instruction's op_runtime::flops per output element.
@@ -334,7 +343,7 @@ step_summary summary(const step<P>&) {
   r.graph_nodes = S::graph_nodes();
   for (std::size_t k = 0; k < S::sizes.kernels; ++k)
     (std::string_view(plan.kernels[k].op->name) == matmul_op::name ? r.matmul_flops : r.other_flops) +=
-        kernel_flops(plan.kernels[k]);
+        kernel_flops(plan.kernels[k], plan.in_shapes.data());
   for (std::size_t k = 0; k < S::sizes.fused; ++k) r.other_flops += loop_flops(plan.fused[k]);
   return r;
 }
