@@ -65,38 +65,64 @@ constexpr int flatten(builder& b, desc_map& seen, const node_desc* root) {
   return *seen.find(root);
 }
 
-/// One reverse sweep from scalar y: appends the adjoint graph and returns, for each
-/// target, the id of d y / d target (a zero constant where y does not depend on it).
-/// Only nodes on a path from a target to y get adjoints; fan-out adds them up.
-constexpr std::vector<int> reverse_sweep(builder& b, int y, const std::vector<int>& targets, const op_info* add) {
-  std::vector<char> dep(y + 1, 0);
-  for (int t : targets)
-    if (t <= y) dep[t] = 1;
-  for (int n = 0; n <= y; ++n) {
+/// One reverse sweep: the adjoint graph of roots `ys` seeded with adjoints `seeds` (node ids,
+/// one per root), appended to b. Returns, for each target, the id of its adjoint (a zero
+/// constant where no root depends on it). Only nodes on a path from a target to a root get
+/// adjoints; fan-out adds them up. The adjoints of a multi-output node's projections reach
+/// its rule together. Targets flagged in `cut` pass nothing on to their own operands (a
+/// scan's cell: the adjoint of a value it reads from outside stops there).
+constexpr std::vector<int> reverse_sweep(builder& b, const std::vector<int>& ys, const std::vector<int>& seeds,
+                                         const std::vector<int>& targets, const op_info* add,
+                                         const std::vector<char>* cut = nullptr) {
+  int top = -1;
+  for (int y : ys) top = y > top ? y : top;
+  std::vector<char> dep(top + 1, 0), stop(top + 1, 0);
+  for (std::size_t i = 0; i < targets.size(); ++i)
+    if (targets[i] <= top) dep[targets[i]] = 1, stop[targets[i]] = cut && (*cut)[i];
+  for (int n = 0; n <= top; ++n) {
     const node& nd = b[n];
     for (int k = 0; k < nd.n_in && !dep[n]; ++k) dep[n] = dep[b.in(n, k)];
     if (nd.type == dtype::i32) dep[n] = 0;
   }
-  std::vector<int> adj(y + 1, -1);
-  if (dep[y]) adj[y] = b.constant(1.0, b[y].out, b[y].type);
-  for (int n = y; n >= 0; --n) {
-    if (adj[n] < 0 || !dep[n]) continue;
+  std::vector<int> adj(top + 1, -1);
+  auto accumulate = [&](int n, int g) {
+    int& a = adj[n];
+    a = a < 0 ? g : b.make(add, {}, {a, g});
+  };
+  for (std::size_t i = 0; i < ys.size(); ++i)
+    if (dep[ys[i]]) accumulate(ys[i], seeds[i]);
+  std::vector<int> proj_of, proj_k, proj_adj;  // adjoints of projections, for their node's rule
+  for (int n = top; n >= 0; --n) {
+    if (adj[n] < 0 || !dep[n] || stop[n]) continue;
     const node nd = b[n];  // a copy: the vjp appends to b
+    if (nd.op->cls == op_class::project) {
+      const int t = b.in(n, 0);
+      proj_of.push_back(t), proj_k.push_back(nd.a.i[0]), proj_adj.push_back(adj[n]);
+      if (adj[t] < 0) adj[t] = adj[n];  // a mark: the rule below runs
+      continue;
+    }
     if (!nd.op->vjp) continue;
     vjp_ctx c{b, n, adj[n]};
+    if (nd.op->outputs) {
+      c.gs.assign(b.outputs_of(n).size(), -1);
+      for (std::size_t i = 0; i < proj_of.size(); ++i)
+        if (proj_of[i] == n) c.gs[proj_k[i]] = proj_adj[i];
+      c.g = -1;
+    }
     bool any = false;
     for (int k = 0; k < nd.n_in; ++k) any |= c.wants[k] = dep[b.in(n, k)];
     if (!any) continue;
     nd.op->vjp(c);
-    for (int k = 0; k < nd.n_in; ++k) {
-      if (c.din[k] < 0 || !c.wants[k]) continue;
-      int& a = adj[b.in(n, k)];
-      a = a < 0 ? c.din[k] : b.make(add, {}, {a, c.din[k]});
-    }
+    for (int k = 0; k < nd.n_in; ++k)
+      if (c.din[k] >= 0 && c.wants[k]) accumulate(b.in(n, k), c.din[k]);
   }
   std::vector<int> out;
-  for (int t : targets) out.push_back(t <= y && adj[t] >= 0 ? adj[t] : b.constant(0.0, b[t].out, b[t].type));
+  for (int t : targets) out.push_back(t <= top && adj[t] >= 0 ? adj[t] : b.constant(0.0, b[t].out, b[t].type));
   return out;
+}
+/// The sweep from scalar y, seeded with 1.
+constexpr std::vector<int> reverse_sweep(builder& b, int y, const std::vector<int>& targets, const op_info* add) {
+  return reverse_sweep(b, {y}, {b.constant(1.0, b[y].out, b[y].type)}, targets, add);
 }
 
 /// Replaces every grad(y, x) marker by its adjoint, rebuilding the graph in order so that

@@ -66,7 +66,9 @@ inline void run_kernel(const exec_ctx& c, const plan_view& p, const kernel_step&
     }
     const void* in[max_kernel_operands];
     for (int j = 0; j < k.n_in; ++j) in[j] = resolve<const void>(c, p.in_locs[k.first_in + j]);
-    const run_args<T> a{out, in, k.out_shape, p.in_shapes.data() + k.first_in, k.a, k.n_in};
+    void* outs[max_kernel_outputs];
+    for (int j = 0; j < k.n_out; ++j) outs[j] = resolve<void>(c, p.in_locs[k.first_in + k.n_in + j]);
+    const run_args<T> a{out, in, k.out_shape, p.in_shapes.data() + k.first_in, k.a, k.n_in, outs, k.n_out};
     if constexpr (std::is_same_v<T, float>)
       k.op->fwd_f32(a);
     else
@@ -206,6 +208,7 @@ struct non_finite_at {
   int step = -1;
   long element = -1;
   double value = 0;
+  int output = -1;  // a multi-output step's output
 };
 
 /// Runs a plan like run_plan, scanning each step's output after it runs; stops at the first
@@ -217,11 +220,22 @@ template <class Plan>
     const order_entry& e = p.order[s];
     run_step(c, v, e);
     const dtype t = e.fused ? p.fused[e.index].type : p.kernels[e.index].type;
-    const loc out = e.fused ? p.fused[e.index].out : p.kernels[e.index].out;
-    const long n = e.fused ? p.fused[e.index].out_shape.size() : p.kernels[e.index].out_shape.size();
-    const void* data = resolve<const void>(c, out);
-    if (const long i = first_non_finite(t, data, n); i >= 0)
-      return {static_cast<int>(s), i, element_as_double(t, data, i)};
+    auto check = [&](loc out, long n, int k) -> non_finite_at {
+      const void* data = resolve<const void>(c, out);
+      if (const long i = data ? first_non_finite(t, data, n) : -1; i >= 0)
+        return {static_cast<int>(s), i, element_as_double(t, data, i), k};
+      return {};
+    };
+    non_finite_at bad;
+    if (e.fused) {
+      bad = check(p.fused[e.index].out, p.fused[e.index].out_shape.size(), -1);
+    } else if (const kernel_step& k = p.kernels[e.index]; k.n_out == 0) {
+      bad = check(k.out, k.out_shape.size(), -1);
+    } else {
+      for (int j = 0; j < k.n_out && bad.step < 0; ++j)
+        bad = check(v.in_locs[k.first_in + k.n_in + j], v.in_shapes[k.first_in + k.n_in + j].size(), j);
+    }
+    if (bad.step >= 0) return bad;
   }
   return {};
 }
@@ -236,8 +250,12 @@ inline void leaves_of_step(const plan_view& p, int s, std::vector<char>& inputs,
   std::vector<char> seen(p.order.size(), 0);
   std::vector<int> todo{s};
   seen[s] = 1;
-  auto out_of = [&](int t) {
-    return p.order[t].fused ? p.fused[p.order[t].index].out : p.kernels[p.order[t].index].out;
+  auto writes = [&](int t, loc l) {  // whether step t writes the buffer at l
+    if (p.order[t].fused) return p.fused[p.order[t].index].out == l;
+    const kernel_step& k = p.kernels[p.order[t].index];
+    bool w = k.out == l;
+    for (int j = 0; j < k.n_out; ++j) w |= p.in_locs[k.first_in + k.n_in + j] == l;
+    return w;
   };
   while (!todo.empty()) {
     const int t = todo.back();
@@ -248,8 +266,7 @@ inline void leaves_of_step(const plan_view& p, int s, std::vector<char>& inputs,
       if (l.sp == space::param) params[l.off] = 1;
       if (l.sp != space::arena) return;
       for (int u = t - 1; u >= 0; --u) {
-        const loc o = out_of(u);
-        if (o.sp != space::arena || o.off != l.off) continue;
+        if (!writes(u, l)) continue;
         if (!seen[u]) seen[u] = 1, todo.push_back(u);
         break;
       }

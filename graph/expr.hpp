@@ -74,20 +74,90 @@ consteval op_runtime make_op_runtime() {
 template <class Op>
 inline constexpr op_runtime op_runtime_of = make_op_runtime<Op>();
 
-/// Gathers an op struct's parts (see ops/) into its op_info.
+//! cg::op_struct: what an op struct (see ops/) must hold, checked where the op is first used.
+//! - `static constexpr const char* name` and `static constexpr op_class cls`;
+//! - `static constexpr shape_result infer(const attr_t&, const shape*, int)`, the shape rule
+//!   (a multi-output op: the first output's), and for a multi-output op also
+//!   `static constexpr bool outputs(const attr_t&, const shape*, int, std::vector<shape>&)`;
+//! - its computation: `template <class T> static T scalar(T, T)` (elementwise) or
+//!   `template <class T> static void forward(const run_args<T>&)` (kernel);
+//! - its gradient: `static constexpr void vjp(vjp_ctx&)`, or `static constexpr bool
+//!   no_gradient = true` for an op none flows through (a misspelled vjp is an error, not a
+//!   silent zero).
+template <class Op>
+concept op_struct = requires(const attr_t& a, const shape* s, vjp_ctx& c) {
+  { Op::name } -> std::convertible_to<const char*>;
+  { Op::cls } -> std::convertible_to<op_class>;
+  { Op::infer(a, s, 0) } -> std::same_as<shape_result>;
+}
+&&(Op::cls != op_class::elementwise || requires(float x) { Op::template scalar<float>(x, x); }) &&
+    (Op::cls != op_class::kernel || requires(const run_args<float>& r) { Op::template forward<float>(r); }) &&
+    (
+        requires(vjp_ctx & c) { Op::vjp(c); } != requires { Op::no_gradient; });
+
+/// Gathers an op struct's parts (see ops/) into its op_info, after checking them, so that a
+/// wrong op definition fails to compile with a message that names the part.
 template <class Op>
 consteval op_info make_op_info() {
+  static_assert(
+      requires {
+        { Op::name } -> std::convertible_to<const char*>;
+      },
+      "ctgraph: an op struct needs `static constexpr const char* name`");
+  static_assert(
+      requires {
+        { Op::cls } -> std::convertible_to<op_class>;
+      },
+      "ctgraph: an op struct needs `static constexpr op_class cls`");
+  static_assert(
+      requires(const attr_t& a, const shape* s) {
+        { Op::infer(a, s, 0) } -> std::same_as<shape_result>;
+      },
+      "ctgraph: an op struct needs its shape rule, "
+      "`static constexpr shape_result infer(const attr_t&, const shape*, int)`");
+  static_assert(
+      Op::cls != op_class::elementwise || requires(float x) { Op::template scalar<float>(x, x); },
+      "ctgraph: an elementwise op struct needs `template <class T> static T scalar(T, T)`");
+  static_assert(
+      Op::cls != op_class::kernel || requires(const run_args<float>& r) { Op::template forward<float>(r); },
+      "ctgraph: a kernel op struct needs `template <class T> static void forward(const run_args<T>&)`");
+  constexpr bool has_vjp = requires(vjp_ctx & c) { Op::vjp(c); };
+  constexpr bool no_gradient = requires { Op::no_gradient; };
+  static_assert(has_vjp || no_gradient,
+                "ctgraph: an op struct needs its gradient rule, `static constexpr void vjp(vjp_ctx&)`, or "
+                "`static constexpr bool no_gradient = true` when no gradient flows through it");
+  static_assert(!(has_vjp && no_gradient), "ctgraph: an op struct has both a vjp and no_gradient");
   op_info i;
   i.name = Op::name;
   i.cls = Op::cls;
   i.infer = &Op::infer;
-  if constexpr (requires { &Op::vjp; }) i.vjp = &Op::vjp;
+  if constexpr (has_vjp) i.vjp = &Op::vjp;
   if constexpr (requires { &Op::int_bound; }) i.int_bound = &Op::int_bound;
+  if constexpr (requires { &Op::outputs; }) i.outputs = &Op::outputs;
   i.rt = &op_runtime_of<Op>;
+  static_assert(op_struct<Op>);
   return i;
 }
 template <class Op>
 inline constexpr op_info op_info_of = make_op_info<Op>();
+
+/// The one way to build a node on a builder (what vector-Jacobian rules compute with):
+/// `apply<exp_op>(x)`, `apply<slice_op>(attr_ints({axis, b, e}), x)`. Type and shape come
+/// from the operands and the op's shape rule.
+template <class Op, class... R>
+requires(std::same_as<R, ref>&&...) constexpr ref apply(attr_t a, ref x, R... rest) {
+  return {x.b, x.b->make(&op_info_of<Op>, a, {x.id, rest.id...})};
+}
+template <class Op, class... R>
+requires(std::same_as<R, ref>&&...) constexpr ref apply(ref x, R... rest) { return apply<Op>(attr_t{}, x, rest...); }
+
+/// Output k of multi-output node id: its projection.
+constexpr int project(builder& b, int id, int k) {
+  attr_t a;
+  a.i[0] = k;
+  a.s = b.outputs_of(id)[k];
+  return b.make(&op_info_of<project_op>, a, {id}, static_cast<int>(b[id].type));
+}
 
 template <class T>
 using value_of = typename T::value_type;
@@ -311,6 +381,34 @@ template <class Op, attr_t A = attr_t{}, class... In>
 constexpr auto make_node(In...) {
   static_assert((expression<In> && ...), "ctgraph: every operand must be a cg::expression");
   return make_node_of<Op, A, &In::desc...>();
+}
+
+namespace detail {
+template <const node_desc* D>
+constexpr std::vector<shape> outputs_of() {
+  std::vector<shape> in, out;
+  for (int k = 0; k < D->n_in; ++k) in.push_back(D->in[k]->out);
+  in.push_back({});
+  D->op->outputs(D->a, in.data(), D->n_in, out);
+  return out;
+}
+template <const node_desc* D, int K>
+constexpr attr_t project_attr() {
+  attr_t a;
+  a.i[0] = K;
+  a.s = outputs_of<D>()[K];
+  return a;
+}
+}  // namespace detail
+
+/// Output K of a multi-output node (what a multi-output op's public function hands out).
+template <int K, expression Tuple>
+constexpr auto output(Tuple) {
+  static_assert(Tuple::desc.op->outputs != nullptr, "ctgraph: output<K>(e) needs e to be a multi-output node");
+  static_assert(K >= 0 && K < static_cast<int>(detail::outputs_of<&Tuple::desc>().size()),
+                "ctgraph: output<K>(e): e has no output K");
+  constexpr attr_t a = detail::project_attr<&Tuple::desc, K>();
+  return make_node_of<project_op, a, &Tuple::desc>();
 }
 
 }  // namespace ctgraph

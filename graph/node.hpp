@@ -14,12 +14,15 @@ enum class op_class : std::uint8_t {
   constant,     // a value filling a shape; inlined into elementwise loops
   elementwise,  // per-element scalar function, operands broadcast: fusible
   kernel,       // anything else: a forward function over whole buffers
-  grad          // grad(y, x) marker, replaced by the adjoint during compile
+  grad,         // grad(y, x) marker, replaced by the adjoint during compile
+  project       // output k of a multi-output node: a buffer that node's step writes
 };
 
 /// Operands a kernel step can have: the pointers to them live on the stack of the call.
 /// Graph nodes have no such limit (their operands are a list in the builder's pool).
 inline constexpr int max_kernel_operands = 8;
+/// Outputs a multi-output kernel step can have, for the same reason.
+inline constexpr int max_kernel_outputs = 8;
 
 /// What a kernel sees: output pointer, operand pointers, their shapes and the node's attributes.
 template <class T>
@@ -30,9 +33,16 @@ struct run_args {
   const shape* in_shape;  // their shapes
   attr_t a;
   int n_in = 0;
+  void* const* outs = nullptr;  // multi-output ops: n_out outputs, nullptr where none is needed
+  int n_out = 0;
   template <class U = T>
   const U* input(int k) const {
     return static_cast<const U*>(in[k]);
+  }
+  /// Output k of a multi-output op, or nullptr when the graph does not read it.
+  template <class U = T>
+  U* output(int k) const {
+    return static_cast<U*>(outs[k]);
   }
 };
 
@@ -57,6 +67,8 @@ struct op_info {
   const char* name = "";
   op_class cls = op_class::kernel;
   shape_result (*infer)(const attr_t&, const shape*, int) = nullptr;
+  // Multi-output ops: the shapes of the outputs (false when the operands do not fit).
+  bool (*outputs)(const attr_t&, const shape*, int, std::vector<shape>&) = nullptr;
   void (*vjp)(vjp_ctx&) = nullptr;                                 // nullptr: no gradient flows through
   int (*int_bound)(const attr_t&, const shape*, int k) = nullptr;  // operand k is int ids in [0, bound)
   const op_runtime* rt = nullptr;
@@ -103,6 +115,17 @@ inline constexpr op_info grad_info{
     .name = "grad", .cls = op_class::grad, .infer = [](const attr_t&, const shape* in, int) {
       return shape_result{true, in[1]};
     }};
+/// Output a.i[0] of a multi-output node (its one operand), of shape a.s. No step computes
+/// it: it names a buffer that node's step writes. Its adjoint reaches that node's rule,
+/// with those of the other outputs (reverse_sweep).
+struct project_op {
+  static constexpr const char* name = "project";
+  static constexpr op_class cls = op_class::project;
+  static constexpr bool no_gradient = true;
+  static constexpr shape_result infer(const attr_t& a, const shape*, int) { return {true, a.s}; }
+};
+struct builder;
+constexpr int project(builder& b, int id, int k);  // graph/expr.hpp
 
 /// The graph under construction. emit() hash-conses: a node equal to an existing one
 /// (same op, type, shape, attributes and operand ids) returns the existing id, so
@@ -167,6 +190,13 @@ struct builder {
     n.a = attr_value(v);
     return emit(n);
   }
+  /// The output shapes of multi-output node `id`.
+  constexpr std::vector<shape> outputs_of(int id) const {
+    std::vector<shape> in(nodes[id].n_in + 1), out;
+    for (int j = 0; j < nodes[id].n_in; ++j) in[j] = nodes[this->in(id, j)].out;
+    nodes[id].op->outputs(nodes[id].a, in.data(), nodes[id].n_in, out);
+    return out;
+  }
   constexpr const node& operator[](int id) const { return nodes[id]; }
   constexpr int size() const { return static_cast<int>(nodes.size()); }
 
@@ -196,18 +226,24 @@ struct ref {
   constexpr ctgraph::shape shape_of() const { return get().out; }
 };
 
-/// What an op's vector-Jacobian rule sees: its node, the adjoint g of its output, and
-/// which operands need a gradient. It sets din(k) for those.
+/// What an op's vector-Jacobian rule sees: its node, the adjoint g of its output (of each
+/// output, for a multi-output op: gs), and which operands need a gradient. It sets din(k)
+/// for those.
 struct vjp_ctx {
   builder& b;
   int id;
   int g;
+  std::vector<int> gs = {};  // multi-output ops: the adjoint of output k, -1 where none flows
   std::vector<char> wants = std::vector<char>(b[id].n_in, 0);
   std::vector<int> din = std::vector<int>(b[id].n_in, -1);
 
   constexpr ref out() const { return {&b, id}; }
   constexpr ref x(int k) const { return {&b, b.in(id, k)}; }
   constexpr ref grad() const { return {&b, g}; }
+  /// Multi-output ops: output k (a projection node) and its adjoint, if any flows.
+  constexpr ref out(int k) const { return {&b, project(b, id, k)}; }
+  constexpr bool has_grad(int k) const { return gs[k] >= 0; }
+  constexpr ref grad(int k) const { return {&b, gs[k]}; }
   constexpr const attr_t& attr() const { return b[id].a; }
   constexpr const node& self() const { return b[id]; }
   constexpr void set(int k, ref r) { din[k] = r.id; }

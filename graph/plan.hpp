@@ -28,6 +28,8 @@ struct kernel_step {
   shape out_shape;
   int n_in = 0;
   int first_in = 0;  // operands: the plan's in_locs and in_shapes [first_in, first_in + n_in)
+  int n_out = 0;     // multi-output ops: their outputs follow the operands there (out unused);
+                     // space::none where the graph reads none
 };
 
 inline constexpr int max_fused = 16;  // instructions per fused loop
@@ -231,9 +233,16 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
       for (int k = 0; k < nd.n_in; ++k) materialise[b.in(n, k)] = 1;
   }
   std::vector<int> step_node;
+  std::vector<int> proj_head(N, -1), proj_next(N, -1);  // per multi-output node, its needed projections
   for (int n = 0; n < N; ++n) {
     if (!needed[n] || is_leaf(b[n]) || inlined[n]) continue;
     if (b[n].op->cls == op_class::constant && !materialise[n]) continue;
+    if (b[n].op->cls == op_class::project) {
+      proj_next[n] = proj_head[b.in(n, 0)];
+      proj_head[b.in(n, 0)] = n;
+      continue;
+    }
+    if (b[n].op->outputs && is_out[n]) throw "ctgraph: a multi-output node is an output: ask for its projections";
     step_node.push_back(n);
   }
   // 5. Lifetimes: the last step reading each node (outputs live to the end).
@@ -257,11 +266,16 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
   for (int s = 0; s < S; ++s) {
     const int n = step_node[s];
     const node& nd = b[n];
-    const long bytes = nd.out.size() * static_cast<long>(dtype_size(nd.type));
-    where[n] = {space::arena, mem.alloc(bytes)};
-    if (last_use[n] < 0) last_use[n] = s;  // computed but unread (cannot happen for needed nodes)
-    free_next[n] = free_head[last_use[n]];
-    free_head[last_use[n]] = n;
+    auto place = [&](int m) {  // a buffer for node m, freed after its last reader
+      where[m] = {space::arena, mem.alloc(b[m].out.size() * static_cast<long>(dtype_size(b[m].type)))};
+      if (last_use[m] < 0) last_use[m] = s;  // computed but unread (cannot happen for needed nodes)
+      free_next[m] = free_head[last_use[m]];
+      free_head[last_use[m]] = m;
+    };
+    if (nd.op->outputs)
+      for (int m = proj_head[n]; m >= 0; m = proj_next[m]) place(m);
+    else
+      place(n);
     bool backward = false;
     if (swept)
       for (std::size_t k = 0; k + 1 < swept->size(); k += 2) backward |= (*swept)[k] <= n && n < (*swept)[k + 1];
@@ -347,6 +361,16 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
       k.first_in = static_cast<int>(p.in_locs.size());
       for (int j = 0; j < nd.n_in; ++j)
         p.in_locs.push_back(where[b.in(n, j)]), p.in_shapes.push_back(b[b.in(n, j)].out);
+      if (nd.op->outputs) {
+        std::vector<shape> outs;
+        nd.op->outputs(nd.a, p.in_shapes.data() + k.first_in, nd.n_in, outs);
+        if (static_cast<int>(outs.size()) > max_kernel_outputs)
+          throw "ctgraph: a kernel step has more outputs than max_kernel_outputs";
+        k.n_out = static_cast<int>(outs.size());
+        k.out = {};
+        for (int j = 0; j < k.n_out; ++j) p.in_locs.push_back({}), p.in_shapes.push_back(outs[j]);
+        for (int m = proj_head[n]; m >= 0; m = proj_next[m]) p.in_locs[k.first_in + nd.n_in + b[m].a.i[0]] = where[m];
+      }
     }
     for (int m = free_head[s]; m >= 0; m = free_next[m])
       mem.release(where[m].off, b[m].out.size() * static_cast<long>(dtype_size(b[m].type)));

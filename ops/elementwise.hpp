@@ -137,8 +137,9 @@ struct sqrt_op : elementwise_op<sqrt_op> {
   }
   static constexpr void vjp(vjp_ctx& c) { c.set(0, 0.5 * c.grad() / c.out()); }
 };
-struct step_op : elementwise_op<step_op> {  // no vjp: its derivative is zero almost everywhere
+struct step_op : elementwise_op<step_op> {
   static constexpr const char* name = "step";
+  static constexpr bool no_gradient = true;  // its derivative is zero almost everywhere
   template <class T>
   static T scalar(T a, T) {
     return a > T(0) ? T(1) : T(0);
@@ -157,28 +158,24 @@ struct broadcast_op : elementwise_op<broadcast_op> {
 
 // ---- on builder refs (vector-Jacobian rules) ----
 namespace detail {
-template <class Op>
-constexpr ref ew(ref a) {
-  return {a.b, a.b->make(&op_info_of<Op>, {}, {a.id})};
-}
-template <class Op>
-constexpr ref ew(ref a, ref b) {
-  return {a.b, a.b->make(&op_info_of<Op>, {}, {a.id, b.id})};
-}
 constexpr ref scalar_ref(builder* b, double v, dtype t) { return {b, b->constant(v, shape{}, t)}; }
 }  // namespace detail
-constexpr ref operator+(ref a, ref b) { return detail::ew<add_op>(a, b); }
-constexpr ref operator-(ref a, ref b) { return detail::ew<sub_op>(a, b); }
-constexpr ref operator*(ref a, ref b) { return detail::ew<mul_op>(a, b); }
-constexpr ref operator/(ref a, ref b) { return detail::ew<div_op>(a, b); }
-constexpr ref operator-(ref a) { return detail::ew<neg_op>(a); }
+constexpr ref operator+(ref a, ref b) { return apply<add_op>(a, b); }
+constexpr ref operator-(ref a, ref b) { return apply<sub_op>(a, b); }
+constexpr ref operator*(ref a, ref b) { return apply<mul_op>(a, b); }
+constexpr ref operator/(ref a, ref b) { return apply<div_op>(a, b); }
+constexpr ref operator-(ref a) { return apply<neg_op>(a); }
 constexpr ref operator+(double a, ref b) { return detail::scalar_ref(b.b, a, b.get().type) + b; }
 constexpr ref operator-(double a, ref b) { return detail::scalar_ref(b.b, a, b.get().type) - b; }
 constexpr ref operator*(double a, ref b) { return detail::scalar_ref(b.b, a, b.get().type) * b; }
 constexpr ref operator/(ref a, double b) { return a * detail::scalar_ref(a.b, 1.0 / b, a.get().type); }
-constexpr ref exp(ref x) { return detail::ew<exp_op>(x); }
-constexpr ref log(ref x) { return detail::ew<log_op>(x); }
-constexpr ref heaviside(ref x) { return detail::ew<step_op>(x); }
+constexpr ref exp(ref x) { return apply<exp_op>(x); }
+constexpr ref log(ref x) { return apply<log_op>(x); }
+constexpr ref tanh(ref x) { return apply<tanh_op>(x); }
+constexpr ref sigmoid(ref x) { return apply<sigmoid_op>(x); }
+constexpr ref relu(ref x) { return apply<relu_op>(x); }
+constexpr ref sqrt(ref x) { return apply<sqrt_op>(x); }
+constexpr ref heaviside(ref x) { return apply<step_op>(x); }
 
 // ---- on expressions (the public API) ----
 namespace detail {

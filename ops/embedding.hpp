@@ -61,12 +61,8 @@ struct scatter_add_op {
   }
 };
 
-constexpr ref embedding(ref ids, ref table) {
-  return {ids.b, ids.b->make(&op_info_of<embedding_op>, {}, {ids.id, table.id})};
-}
-constexpr ref scatter_add(ref ids, ref g, int rows) {
-  return {ids.b, ids.b->make(&op_info_of<scatter_add_op>, attr_ints({rows}), {ids.id, g.id})};
-}
+constexpr ref embedding(ref ids, ref table) { return apply<embedding_op>(ids, table); }
+constexpr ref scatter_add(ref ids, ref g, int rows) { return apply<scatter_add_op>(attr_ints({rows}), ids, g); }
 
 /// embedding(ids, table): rows of table [V, D] picked by int ids [...] -> [..., D].
 constexpr auto embedding(expression auto ids, expression auto table) {

@@ -48,6 +48,7 @@ struct cross_entropy_op {
 struct one_hot_op {
   static constexpr const char* name = "one_hot";
   static constexpr op_class cls = op_class::kernel;
+  static constexpr bool no_gradient = true;  // its operand is int ids
   static constexpr double flops = 0;
   static constexpr shape_result infer(const attr_t& a, const shape* in, int) {
     shape s = in[0];
@@ -66,6 +67,7 @@ struct one_hot_op {
 };
 
 constexpr ref one_hot(ref ids, int classes, dtype t) {
+  // Typed explicitly: its operand is int ids.
   return {ids.b, ids.b->make(&op_info_of<one_hot_op>, attr_ints({classes}), {ids.id}, static_cast<int>(t))};
 }
 

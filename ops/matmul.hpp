@@ -68,9 +68,7 @@ struct matmul_op {
   static void shape_mismatch(auto...) = delete;
 };
 
-constexpr ref matmul(ref a, ref b, bool ta, bool tb) {
-  return {a.b, a.b->make(&op_info_of<matmul_op>, attr_ints({ta, tb}), {a.id, b.id})};
-}
+constexpr ref matmul(ref a, ref b, bool ta, bool tb) { return apply<matmul_op>(attr_ints({ta, tb}), a, b); }
 
 namespace detail {
 // A transpose of the last two axes, seen through the type: folded into the gemm flag.

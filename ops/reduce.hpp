@@ -95,14 +95,14 @@ struct expand_op {
   static constexpr void vjp(vjp_ctx& c) {
     attr_t a = attr_shape(c.x(0).shape_of());
     a.i[0] = c.attr().i[0];
-    c.set(0, {&c.b, c.b.make(&op_info_of<sum_op>, a, {c.g})});
+    c.set(0, apply<sum_op>(a, c.grad()));
   }
 };
 
 constexpr ref expand(ref x, int mask, const shape& to) {
   attr_t a = attr_shape(to);
   a.i[0] = mask;
-  return {x.b, x.b->make(&op_info_of<expand_op>, a, {x.id})};
+  return apply<expand_op>(a, x);
 }
 constexpr ref sum_to(ref x, const shape& target) {
   const shape& s = x.shape_of();
@@ -115,14 +115,14 @@ constexpr ref sum_to(ref x, const shape& target) {
   attr_t a = attr_shape(target);
   a.i[0] = mask;
   if (mask == 0) return reshape(x, target);
-  return {x.b, x.b->make(&op_info_of<sum_op>, a, {x.id})};
+  return apply<sum_op>(a, x);
 }
 constexpr ref sum_rows(ref x) {
   shape s = x.shape_of();
   s.d[s.rank - 1] = 1;
   attr_t a = attr_shape(s);
   a.i[0] = 1 << (s.rank - 1);
-  return {x.b, x.b->make(&op_info_of<sum_op>, a, {x.id})};
+  return apply<sum_op>(a, x);
 }
 
 /// Requests keeping summed axes as size 1: `cg::sum<1>(x, cg::keepdim)`.

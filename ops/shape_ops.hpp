@@ -168,20 +168,20 @@ struct pad_op {
 
 constexpr ref reshape(ref x, const shape& to) {
   if (x.shape_of() == to) return x;
-  return {x.b, x.b->make(&op_info_of<reshape_op>, attr_shape(to), {x.id})};
+  return apply<reshape_op>(attr_shape(to), x);
 }
 constexpr ref permute(ref x, const int* perm) {
   attr_t a;
   for (int k = 0; k < x.shape_of().rank; ++k) a.i[k] = perm[k];
-  return {x.b, x.b->make(&op_info_of<permute_op>, a, {x.id})};
+  return apply<permute_op>(a, x);
 }
 constexpr ref slice(ref x, int axis, int begin, int end) {
   if (begin == 0 && end == x.shape_of().d[axis]) return x;
-  return {x.b, x.b->make(&op_info_of<slice_op>, attr_ints({axis, begin, end}), {x.id})};
+  return apply<slice_op>(attr_ints({axis, begin, end}), x);
 }
 constexpr ref pad(ref x, int axis, int begin, int full) {
   if (begin == 0 && full == x.shape_of().d[axis]) return x;
-  return {x.b, x.b->make(&op_info_of<pad_op>, attr_ints({axis, begin, full}), {x.id})};
+  return apply<pad_op>(attr_ints({axis, begin, full}), x);
 }
 
 // ---- public API ----

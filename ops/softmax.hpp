@@ -57,7 +57,7 @@ struct log_softmax_op : softmax_family<true> {
   }
 };
 
-constexpr ref softmax(ref x) { return {x.b, x.b->make(&op_info_of<softmax_op>, {}, {x.id})}; }
+constexpr ref softmax(ref x) { return apply<softmax_op>(x); }
 
 /// softmax(x): over the last axis.
 constexpr auto softmax(expression auto x) {

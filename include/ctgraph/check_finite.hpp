@@ -106,6 +106,10 @@ template <class PV>
   } else {
     const kernel_step& k = p.kernels[e.index];
     op = k.op->name, s = k.out_shape, backward = k.backward;
+    if (bad.output >= 0) {
+      op += fmt::format(fmt::runtime(" (output {})"), bad.output);
+      s = p.in_shapes[k.first_in + k.n_in + bad.output];
+    }
   }
   std::vector<char> inputs, params;
   leaves_of_step(p, bad.step, inputs, params);
