@@ -18,19 +18,20 @@
 // line on stderr naming the epoch and the step that produced it; loss.csv keeps the epochs
 // before, and no checkpoint is written with non-finite params. A run is a function of its
 // flags: the same seed gives the same loss.csv, bit for bit, and stopping after K epochs then
-// resuming with the same seed and lr gives the loss.csv of not stopping.
-#include <unistd.h>
-
-#include <algorithm>
-#include <chrono>
+// resuming with the same seed and lr gives the loss.csv of not stopping. The progress bar, the
+// metrics log (loss.csv) and the plot are the library's (ctgraph/train.hpp). Training is full
+// batch, one step over the 480 training points per epoch (cg::batches is for mini-batches).
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <ctgraph/ctgraph.hpp>
+#include <ctgraph/train.hpp>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "flags.hpp"
@@ -105,57 +106,6 @@ double accuracy(const View& z, const int* labels, int rows) {
   return static_cast<double>(correct) / rows;
 }
 
-// 12345.6 -> "12.3k".
-std::string human(double v) {
-  return v >= 1e6   ? fmt::format("{:.2f}M", v / 1e6)
-         : v >= 1e3 ? fmt::format("{:.1f}k", v / 1e3)
-                    : fmt::format("{:.0f}", v);
-}
-
-// Whether an executable `program` is in a folder of $PATH.
-bool on_path(const char* program) {
-  const char* path = std::getenv("PATH");
-  if (!path) return false;
-  std::string p = path;
-  for (std::size_t start = 0; start <= p.size();) {
-    std::size_t end = p.find(':', start);
-    if (end == std::string::npos) end = p.size();
-    const fs::path f = fs::path(p.substr(start, end - start)) / program;
-    if (end > start && ::access(f.c_str(), X_OK) == 0) return true;
-    start = end + 1;
-  }
-  return false;
-}
-
-// Plots loss.csv's curves into loss.svg through gnuplot; false when gnuplot failed.
-bool plot(const fs::path& csv, const fs::path& svg) {
-  auto quoted = [](const fs::path& f) {  // a gnuplot single-quoted string
-    std::string r = "'";
-    for (char c : f.string()) r += c == '\'' ? std::string("''") : std::string(1, c);
-    return r + "'";
-  };
-  FILE* gp = ::popen("gnuplot", "w");
-  if (!gp) return false;
-  std::fprintf(gp,
-               "set terminal svg size 800,480 dynamic background rgb 'white'\n"
-               "set output %s\n"
-               "set datafile separator ','\n"
-               "set key outside top center horizontal\n"
-               "set xlabel 'epoch'\n"
-               "set ylabel 'cross-entropy loss'\n"
-               "set y2label 'accuracy'\n"
-               "set logscale y\n"
-               "set y2range [0:1]\n"
-               "set ytics nomirror\n"
-               "set y2tics 0.1\n"
-               "set grid\n"
-               "plot %s using 1:2 skip 1 with lines lw 2 title 'train loss', \\\n"
-               "     '' using 1:3 skip 1 axes x1y2 with lines lw 2 title 'train accuracy', \\\n"
-               "     '' using 1:4 skip 1 axes x1y2 with lines lw 2 title 'held-out accuracy'\n",
-               quoted(svg).c_str(), quoted(csv).c_str());
-  return ::pclose(gp) == 0;
-}
-
 int main(int argc, char** argv) {
   spiral_flags flags;
   if (auto exit_code = parse_flags(argc, argv, flags)) return *exit_code;
@@ -185,10 +135,10 @@ int main(int argc, char** argv) {
       for (const auto& [key, value] : cg::load_metadata(resume))
         if (key == "epoch") first_epoch = std::stoi(value) + 1;
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "spiral: --resume: %s\n", e.what());
+      fmt::print(stderr, "spiral: --resume: {}\n", e.what());
       return 2;
     }
-    std::printf("resumed from %s at epoch %d\n", resume.c_str(), first_epoch);
+    fmt::print("resumed from {} at epoch {}\n", resume, first_epoch);
   }
   const int last_epoch = first_epoch + epochs - 1;
 
@@ -196,34 +146,37 @@ int main(int argc, char** argv) {
   std::error_code ec;
   fs::create_directories(out, ec);
   if (ec) {
-    std::fprintf(stderr, "spiral: cannot create %s: %s\n", out.c_str(), ec.message().c_str());
+    fmt::print(stderr, "spiral: cannot create {}: {}\n", out.string(), ec.message());
     return 2;
   }
-  const fs::path svg = out / "loss.svg";
+  const fs::path csv = out / "loss.csv", svg = out / "loss.svg", checkpoint = out / "checkpoint.safetensors";
   fs::remove(svg, ec);  // written again below, or not at all
   std::ofstream(out / "spiral.dot") << cg::to_dot(loss, grads);
-  // A resumed run continues the curve of the folder it writes to, if there is one.
-  const bool append = !resume.empty() && fs::exists(out / "loss.csv");
-  std::ofstream csv(out / "loss.csv", append ? std::ios::app : std::ios::trunc);
-  if (!append) csv << "epoch,train_loss,train_acc,heldout_acc\n";
+  // One row per epoch, flushed as written; a resumed run continues the curve of the folder it
+  // writes to, if there is one.
+  std::optional<cg::metrics_log> metrics;
+  try {
+    metrics.emplace(csv, std::vector<std::string>{"epoch", "train_loss", "train_acc", "heldout_acc"},
+                    cg::metrics_log_options{.append = !resume.empty()});
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "spiral: {}\n", e.what());
+    return 2;
+  }
 
-  std::printf("spiral: %d points (%d train, %d held out), MLP 2-%d-%d-%d, Adam lr %g\n", n, n_train, n_heldout, hidden,
-              hidden, classes, lr);
+  fmt::print("spiral: {} points ({} train, {} held out), MLP 2-{}-{}-{}, Adam lr {}\n", n, n_train, n_heldout, hidden,
+             hidden, classes, lr);
   cg::print_summary(step);  // params, memory, steps and FLOPs of one training step
 
-  const bool tty = ::isatty(::fileno(stdout));
-  const int every = std::max(1, epochs / 10);  // plain lines when stdout is not a terminal
-  const fs::path checkpoint = out / "checkpoint.safetensors";
   auto save = [&](int epoch) {
     try {
       cg::save(params, opt, checkpoint, {{"epoch", std::to_string(epoch)}, {"seed", std::to_string(seed)}});
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "\nspiral: %s\n", e.what());
+      fmt::print(stderr, "\nspiral: {}\n", e.what());
       std::exit(2);
     }
   };
-  const auto t0 = std::chrono::steady_clock::now();
-  auto last_draw = t0 - std::chrono::seconds(1);
+  // A bar on a terminal, plain lines elsewhere; its rates count this run's epochs only.
+  cg::progress bar(last_epoch, {.label = "epoch", .start = first_epoch - 1, .examples_per_step = n_train});
   double train_loss = 0, train_acc = 0, heldout_acc = 0;
   int epoch = first_epoch;                // outside the loop: a diverged run names it,
   const char* running = "training step";  // and which run found the NaN or infinity
@@ -240,49 +193,42 @@ int main(int argc, char** argv) {
       running = "held-out step, which checks the updated params first";
       auto e = eval.run(params, cg::feed<"x_heldout">(heldout_x), cg::check_finite);
       heldout_acc = accuracy(e[logits_heldout], heldout_y, n_heldout);
-      csv << fmt::format("{},{:.9g},{:.9g},{:.9g}\n", epoch, train_loss, train_acc, heldout_acc);
-
-      const auto now = std::chrono::steady_clock::now();
-      const double secs = std::chrono::duration<double>(now - t0).count();
-      const double rate = secs > 0 ? done_epochs * static_cast<double>(n_train) / secs : 0;
-      if (tty && (now - last_draw > std::chrono::milliseconds(50) || epoch == last_epoch)) {
-        last_draw = now;
-        constexpr int width = 30;
-        const int done = done_epochs * width / epochs;
-        std::printf("\repoch %*d/%d [%s%s] loss %.4f  train %5.1f%%  held-out %5.1f%%  %s ex/s ",
-                    static_cast<int>(std::to_string(last_epoch).size()), epoch, last_epoch,
-                    std::string(done, '#').c_str(), std::string(width - done, '.').c_str(), train_loss, 100 * train_acc,
-                    100 * heldout_acc, human(rate).c_str());
-        std::fflush(stdout);
-        if (epoch == last_epoch) std::printf("\n");
-      } else if (!tty && (done_epochs % every == 0 || done_epochs == 1 || epoch == last_epoch)) {
-        std::printf("epoch %4d/%d  loss %.4f  train %5.1f%%  held-out %5.1f%%  %s ex/s\n", epoch, last_epoch,
-                    train_loss, 100 * train_acc, 100 * heldout_acc, human(rate).c_str());
-      }
+      metrics->write({epoch, train_loss, train_acc, heldout_acc});
+      bar.update(epoch, {cg::metric("loss", train_loss), cg::percent("train", train_acc),
+                         cg::percent("held-out", heldout_acc)});
       if (save_every > 0 && (done_epochs % save_every == 0 || epoch == last_epoch)) save(epoch);
     }
   } catch (const cg::non_finite_error& err) {
     // A NaN or an infinity in the loss, a gradient or the updated params: stop before the
     // epoch's row and checkpoint, so loss.csv and the last checkpoint keep the epochs before.
-    csv.close();
-    if (tty) std::printf("\n");
-    std::fflush(stdout);
-    std::fprintf(stderr, "spiral: epoch %d: training diverged (Adam lr %g), stopped in the %s: %s\n", epoch, lr,
-                 running, err.what());
-    std::fprintf(stderr, "spiral: %s keeps the epochs before %d%s\n", (out / "loss.csv").c_str(), epoch,
-                 save_every > 0 && fs::exists(checkpoint) ? (", and so does " + checkpoint.string()).c_str() : "");
+    metrics->close();
+    bar.finish();
+    fmt::print(stderr, "spiral: epoch {}: training diverged (Adam lr {}), stopped in the {}: {}\n", epoch, lr, running,
+               err.what());
+    fmt::print(stderr, "spiral: {} keeps the epochs before {}{}\n", csv.string(), epoch,
+               save_every > 0 && fs::exists(checkpoint) ? ", and so does " + checkpoint.string() : "");
     return 3;
+  } catch (const std::exception& err) {  // loss.csv could not be written
+    bar.finish();
+    fmt::print(stderr, "spiral: epoch {}: {}\n", epoch, err.what());
+    return 2;
   }
-  csv.close();
+  bar.finish();
+  metrics->close();
 
-  if (!on_path("gnuplot"))
-    std::printf("note: gnuplot not found on PATH, %s not written (apt install gnuplot-nox)\n", svg.c_str());
-  else if (!plot(out / "loss.csv", svg))
-    std::printf("note: gnuplot failed, %s not written\n", svg.c_str());
-  std::printf("wrote %s, %s%s%s\n", (out / "loss.csv").c_str(), (out / "spiral.dot").c_str(),
-              fs::exists(svg) ? (", " + svg.string()).c_str() : "",
-              save_every > 0 ? (", " + checkpoint.string()).c_str() : "");
-  std::printf("final: train loss %.4f, train accuracy %.1f%%, held-out accuracy %.1f%% (%d points)\n", train_loss,
-              100 * train_acc, 100 * heldout_acc, n_heldout);
+  const cg::plot_result plotted = cg::plot_curves(csv,
+                                                  {.curves = {{"train_loss", "train loss"},
+                                                              {"train_acc", "train accuracy", true},
+                                                              {"heldout_acc", "held-out accuracy", true}},
+                                                   .ylabel = "cross-entropy loss",
+                                                   .y2label = "accuracy",
+                                                   .log_y = true,
+                                                   .y2_range = cg::axis_range{0, 1}},
+                                                  svg);
+  if (!plotted) fmt::print("note: {}\n", plotted.message);
+  fmt::print("wrote {}, {}{}{}\n", csv.string(), (out / "spiral.dot").string(), plotted ? ", " + svg.string() : "",
+             save_every > 0 ? ", " + checkpoint.string() : "");
+  fmt::print("final: train loss {:.4f}, train accuracy {:.1f}%, held-out accuracy {:.1f}% ({} points)\n", train_loss,
+             100 * train_acc, 100 * heldout_acc, n_heldout);
   return heldout_acc >= 0.95 ? 0 : 1;
 }
