@@ -1,0 +1,149 @@
+// bench/train.cpp: training-step benchmarks (Google Benchmark), at OMP_NUM_THREADS threads (default: all
+// cores); bench/run_train_bench.sh runs them under tcmalloc at 1 and 2 threads.
+//   lstm/<impl>: one LSTM layer, In=64, H=128, input [T=20, B=32, 64] float; loss = output.sum(),
+//     backward, one Adam step (lr 1e-3). Counters: params (4H (In + H) + 8H = 99,328), GFLOPS.
+//   lstm_gates/ctgraph/{forward,backward}, gru_gates/ctgraph/{forward,backward}: the fused gate kernels
+//     of one step at B=32, H=128 (a T=20 sequence costs 20 of them), with the bytes they move.
+//
+// FLOPs of an lstm step: the gemms only (gates, loss and Adam are elementwise and not counted):
+//   forward   2 T B 4H (In + H)    x W_ih^T and h W_hh^T over T steps
+//   backward  2 T B 4H (In + 2H)   dW_ih += dpre^T x, dW_hh += dpre^T h, dh = dpre W_hh;
+//                                  no dx = dpre W_ih: x is data, it needs no gradient
+//   at T=20, B=32, In=64, H=128: 125.8 + 209.7 = 335.5 MFLOP per step.
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common.hpp"
+#include "ctgraph/rnn_kernels.hpp"
+#ifdef CTGRAPH_HAVE_TORCH
+#include "torch_lstm_peer.hpp"
+#endif
+
+namespace {
+namespace cb = ctgraph::bench;
+namespace k = ctgraph::kernels;
+
+constexpr int T = 20, B = 32, In = 64, H = 128;
+constexpr long long lstm_params = 4LL * H * (In + H) + 8LL * H;  // W_ih, W_hh, b_ih, b_hh: 99,328
+
+double lstm_step_flops() { return 2.0 * T * B * 4 * H * (In + H) + 2.0 * T * B * 4 * H * (In + 2 * H); }
+
+// Registers `name`: `setup` builds the case once and returns the closure timed per iteration.
+// flops and bytes are one iteration's (0: no counter); params is reported as is (0: no counter).
+void register_case(const std::string& name, int threads, double flops, double bytes, double params,
+                   std::function<std::function<void()>()> setup) {
+  benchmark::RegisterBenchmark(name.c_str(),
+                               [=](benchmark::State& state) {
+                                 cb::set_threads(threads);
+                                 auto body = setup();
+                                 body();  // warm-up: first-touch pages, optimizer state, allocator caches
+                                 for (auto _ : state) body();
+                                 state.counters["threads"] = threads;
+                                 if (params > 0) state.counters["params"] = params;
+                                 if (flops > 0)
+                                   state.counters["GFLOPS"] =
+                                       benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate,
+                                                          benchmark::Counter::kIs1000);
+                                 if (bytes > 0) state.SetBytesProcessed(std::int64_t(bytes) * state.iterations());
+                               })
+      ->UseRealTime()
+      ->MinTime(0.5);
+}
+
+std::vector<float> random_values(std::size_t n, unsigned seed, float scale) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> g(0.f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = g(rng);
+  return v;
+}
+
+// Buffers of one B x H step of each kernel, with plausible values (pre-activations of spread ~2).
+struct gate_buffers {
+  std::vector<float> pre = random_values(std::size_t(B) * 4 * H, 1, 2.f), c = random_values(std::size_t(B) * H, 2, 1.f);
+  std::vector<float> dh = random_values(std::size_t(B) * H, 3, 1.f), dc = random_values(std::size_t(B) * H, 4, 1.f);
+  std::vector<float> h_next = std::vector<float>(std::size_t(B) * H), c_next = h_next, dc_out = h_next;
+  std::vector<float> act = std::vector<float>(std::size_t(B) * k::lstm_saved * H);
+  std::vector<float> dpre = std::vector<float>(std::size_t(B) * 4 * H);
+  std::vector<float> gx = random_values(std::size_t(B) * 3 * H, 5, 2.f),
+                     gh = random_values(std::size_t(B) * 3 * H, 6, 2.f);
+  std::vector<float> gact = std::vector<float>(std::size_t(B) * k::gru_saved * H);
+  std::vector<float> dgx = std::vector<float>(std::size_t(B) * 3 * H), dgh = dgx;
+};
+
+void add_gate_benches(int threads) {
+  const k::rnn_shape s{B, H};
+  const double row = 4.0 * B * H;  // bytes of one [B, H] float buffer
+  // Bytes read and written: LSTM forward pre 4, c 1 -> h' 1, c' 1, act 5; backward act 5, c 1, dh' 1, dc' 1 -> dpre 4,
+  // dc 1.
+  register_case("lstm_gates/ctgraph/forward", threads, 0, 12 * row, 0, [s] {
+    auto b = std::make_shared<gate_buffers>();
+    return [s, b] {
+      k::lstm_gates_forward<float>(s, b->pre.data(), b->c.data(), b->h_next.data(), b->c_next.data(), b->act.data());
+      benchmark::ClobberMemory();
+    };
+  });
+  register_case("lstm_gates/ctgraph/backward", threads, 0, 13 * row, 0, [s] {
+    auto b = std::make_shared<gate_buffers>();
+    k::lstm_gates_forward<float>(s, b->pre.data(), b->c.data(), b->h_next.data(), b->c_next.data(), b->act.data());
+    return [s, b] {
+      k::lstm_gates_backward<float>(s, b->act.data(), b->c.data(), b->dh.data(), b->dc.data(), b->dpre.data(),
+                                    b->dc_out.data());
+      benchmark::ClobberMemory();
+    };
+  });
+  // GRU forward gx 3, gh 3, h 1 -> h' 1, act 4; backward act 4, h 1, dh' 1 -> dgx 3, dgh 3, dh 1.
+  register_case("gru_gates/ctgraph/forward", threads, 0, 12 * row, 0, [s] {
+    auto b = std::make_shared<gate_buffers>();
+    return [s, b] {
+      k::gru_gates_forward<float>(s, b->gx.data(), b->gh.data(), b->c.data(), b->h_next.data(), b->gact.data());
+      benchmark::ClobberMemory();
+    };
+  });
+  register_case("gru_gates/ctgraph/backward", threads, 0, 13 * row, 0, [s] {
+    auto b = std::make_shared<gate_buffers>();
+    k::gru_gates_forward<float>(s, b->gx.data(), b->gh.data(), b->c.data(), b->h_next.data(), b->gact.data());
+    return [s, b] {
+      k::gru_gates_backward<float>(s, b->gact.data(), b->c.data(), b->dh.data(), b->dgx.data(), b->dgh.data(),
+                                   b->dc_out.data());
+      benchmark::ClobberMemory();
+    };
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int threads = omp_get_max_threads();  // OMP_NUM_THREADS, or all cores
+
+  // ---- lstm/ctgraph: to be added here by the lead once nn::lstm exists: the same problem (T, B, In, H,
+  // loss = output.sum(), Adam lr 1e-3), the same counters (params, lstm_step_flops()), registered before
+  // lstm/libtorch. ----
+
+#ifdef CTGRAPH_HAVE_TORCH
+  namespace tp = cb::torch_lstm_peer;
+  cb::set_threads_hook([](int t) { tp::set_threads(t); });
+  register_case("lstm/libtorch", threads, lstm_step_flops(), 0, double(lstm_params), [] {
+    tp::lstm_step step = tp::make_lstm_step({T, B, In, H, 1e-3});
+    if (step.params != lstm_params) std::fprintf(stderr, "lstm/libtorch: %lld params\n", step.params);
+    return step.run;
+  });
+  std::printf("libtorch %s\n", tp::version().c_str());
+#endif
+  add_gate_benches(threads);
+
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  std::printf("threads: %d (OMP_NUM_THREADS)\n", threads);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
