@@ -49,6 +49,8 @@ constexpr int flatten(builder& b, desc_map& seen, const node_desc* root) {
     bool ready = true;
     for (int k = d->n_in - 1; k >= 0; --k)
       if (!seen.find(d->in[k])) stack.push_back(d->in[k]), ready = false;
+    for (int k = d->n_body - 1; k >= 0; --k)
+      if (!seen.find(d->body[k])) stack.push_back(d->body[k]), ready = false;
     if (!ready) continue;
     stack.pop_back();
     node n;
@@ -60,6 +62,12 @@ constexpr int flatten(builder& b, desc_map& seen, const node_desc* root) {
     n.name = d->name;
     ins.clear();
     for (int k = 0; k < d->n_in; ++k) ins.push_back(*seen.find(d->in[k]));
+    if (d->n_body) {  // a scan: its builder finds what the cell reads from outside
+      std::vector<int> body;
+      for (int k = 0; k < d->n_body; ++k) body.push_back(*seen.find(d->body[k]));
+      seen.put(d, d->op->build(b, d->a, ins.data(), d->n_in, body.data(), d->n_body));
+      continue;
+    }
     seen.put(d, b.emit(n, ins.data()));
   }
   return *seen.find(root);
@@ -103,7 +111,7 @@ constexpr std::vector<int> reverse_sweep(builder& b, const std::vector<int>& ys,
     }
     if (!nd.op->vjp) continue;
     vjp_ctx c{b, n, adj[n]};
-    if (nd.op->outputs) {
+    if (multi_output(nd)) {
       c.gs.assign(b.outputs_of(n).size(), -1);
       for (std::size_t i = 0; i < proj_of.size(); ++i)
         if (proj_of[i] == n) c.gs[proj_k[i]] = proj_adj[i];
@@ -138,7 +146,7 @@ constexpr builder resolve_grads(const builder& in, std::vector<int>& remap, cons
   for (int n = 0; n < in.size(); ++n) {
     node nd = in[n];
     ins.clear();
-    for (int k = 0; k < nd.n_in; ++k) ins.push_back(remap[in.in(n, k)]);
+    for (int k = 0; k < nd.n_in + nd.n_body; ++k) ins.push_back(remap[in.in(n, k)]);
     if (nd.op->cls != op_class::grad) {
       remap[n] = b.emit(nd, ins.data());
       continue;

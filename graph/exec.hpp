@@ -19,6 +19,7 @@ struct exec_ctx {
   std::byte* arena;
   void* const* params;
   const void* const* inputs;
+  void* const* slots = nullptr;  // inside a scan's cell: its bound values
 };
 
 template <class T>
@@ -30,6 +31,8 @@ inline T* resolve(const exec_ctx& c, loc l) {
       return static_cast<T*>(c.params[l.off]);
     case space::input:
       return static_cast<T*>(const_cast<void*>(c.inputs[l.off]));
+    case space::slot:
+      return static_cast<T*>(c.slots[l.off]);
     default:
       return nullptr;
   }
@@ -46,17 +49,32 @@ struct plan_view {
   std::span<const leaf_entry> inputs, params;
   std::span<const loc> in_locs;  // kernel steps' operands
   std::span<const shape> in_shapes;
+  std::span<const scan_step> scans;
+  std::span<const order_entry> body_order;
+  std::span<const scan_slot> scan_slots;
+  std::span<const scan_copy> scan_copies;
 };
 template <class Plan>
 plan_view view_of(const Plan& p) {
-  return {
-      p.kernels, p.fused,    p.order, {p.inputs.data(), p.inputs.size() - 1}, {p.params.data(), p.params.size() - 1},
-      p.in_locs, p.in_shapes};
+  return {p.kernels,
+          p.fused,
+          p.order,
+          {p.inputs.data(), p.inputs.size() - 1},
+          {p.params.data(), p.params.size() - 1},
+          p.in_locs,
+          p.in_shapes,
+          p.scans,
+          p.body_order,
+          p.scan_slots,
+          p.scan_copies};
 }
+
+inline void run_scan(const exec_ctx& c, const plan_view& p, const scan_step& sc);
 
 /// A kernel step: one shared function for all, reading its step description from the
 /// plan (a constant table); the kernel behind it gets operand pointers and shapes.
 inline void run_kernel(const exec_ctx& c, const plan_view& p, const kernel_step& k) {
+  if (k.op == &scan_runtime) return run_scan(c, p, p.scans[k.a.i[0]]);
   auto call = [&]<class T>(T*) {
     T* out = resolve<T>(c, k.out);
     if (k.op->is_constant) {
@@ -155,6 +173,35 @@ inline void run_step(const exec_ctx& c, const plan_view& p, const order_entry& e
     run_fused<double>(c, p.fused[e.index]);
   else
     run_fused<float>(c, p.fused[e.index]);
+}
+
+/// A scan step: its cell's steps T times, over slices of its sequences, with its carries in
+/// two buffers (the cell reads one while its next carries are copied into the other).
+inline void run_scan(const exec_ctx& c, const plan_view& p, const scan_step& sc) {
+  void* slots[max_scan_slots];
+  const exec_ctx cell{c.arena + sc.body_arena, c.params, c.inputs, slots};
+  auto at = [](const exec_ctx& x, loc l) { return resolve<std::byte>(x, l); };
+  for (int i = 0; i < sc.n_inits; ++i) {
+    const scan_copy& k = p.scan_copies[sc.first_init + i];
+    std::memcpy(at(c, k.to), at(c, k.from), k.bytes);
+  }
+  for (int t = 0; t < sc.T; ++t) {
+    const long tt = sc.reverse ? sc.T - 1 - t : t;
+    for (int i = 0; i < sc.n_slots; ++i) {
+      const scan_slot& s = p.scan_slots[sc.first_slot + i];
+      slots[i] = at(c, s.base) + (s.mode == 1 ? (t % 2) * s.stride : s.mode == 2 ? tt * s.stride : 0);
+    }
+    for (int i = sc.order_begin; i < sc.order_end; ++i) run_step(cell, p, p.body_order[i]);
+    for (int i = 0; i < sc.n_copies; ++i) {
+      const scan_copy& k = p.scan_copies[sc.first_copy + i];
+      std::byte* to = at(c, k.to) + (k.mode == 1 ? ((t + 1) % 2) * k.stride : tt * k.stride);
+      std::memcpy(to, at(cell, k.from), k.bytes);
+    }
+  }
+  for (int i = 0; i < sc.n_finals; ++i) {
+    const scan_copy& k = p.scan_copies[sc.first_final + i];
+    std::memcpy(at(c, k.to), at(c, k.from) + (sc.T % 2) * k.stride, k.bytes);
+  }
 }
 
 /// Runs every step of a plan in order. Never inlined: inlined into a caller that holds the

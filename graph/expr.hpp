@@ -20,6 +20,8 @@ struct node_desc {
   const node_desc* const* in;  // n_in operands
   const char* name;
   std::uint64_t hash;
+  const node_desc* const* body = nullptr;  // a scan: its cell (graph/scan.hpp)
+  int n_body = 0;
 };
 
 //! cg::expression: a type that names one graph node.
@@ -134,6 +136,7 @@ consteval op_info make_op_info() {
   if constexpr (has_vjp) i.vjp = &Op::vjp;
   if constexpr (requires { &Op::int_bound; }) i.int_bound = &Op::int_bound;
   if constexpr (requires { &Op::outputs; }) i.outputs = &Op::outputs;
+  if constexpr (requires { &Op::build; }) i.build = &Op::build;
   i.rt = &op_runtime_of<Op>;
   static_assert(op_struct<Op>);
   return i;
@@ -179,7 +182,8 @@ constexpr node_desc finish(node_desc d) {
   n.a = d.a;
   n.n_in = d.n_in;
   n.name = d.name;
-  d.hash = node_hash(n, [&](int k) { return d.in[k]->hash; });
+  n.n_body = d.n_body;
+  d.hash = node_hash(n, [&](int k) { return k < d.n_in ? d.in[k]->hash : d.body[k - d.n_in]->hash; });
   return d;
 }
 }  // namespace detail

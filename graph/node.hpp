@@ -15,7 +15,9 @@ enum class op_class : std::uint8_t {
   elementwise,  // per-element scalar function, operands broadcast: fusible
   kernel,       // anything else: a forward function over whole buffers
   grad,         // grad(y, x) marker, replaced by the adjoint during compile
-  project       // output k of a multi-output node: a buffer that node's step writes
+  project,      // output k of a multi-output node: a buffer that node's step writes
+  placeholder,  // a scan cell's carry or x_t: bound to a buffer at each step of the loop
+  scan          // a loop over a sub-graph, its body (graph/scan.hpp)
 };
 
 /// Operands a kernel step can have: the pointers to them live on the stack of the call.
@@ -47,6 +49,7 @@ struct run_args {
 };
 
 struct vjp_ctx;
+struct builder;
 
 /// What a step needs of its op at run time: the kernels. Plans point at these only, so
 /// the compile-time parts below (shape rule, vector-Jacobian rule) are never emitted.
@@ -69,13 +72,17 @@ struct op_info {
   shape_result (*infer)(const attr_t&, const shape*, int) = nullptr;
   // Multi-output ops: the shapes of the outputs (false when the operands do not fit).
   bool (*outputs)(const attr_t&, const shape*, int, std::vector<shape>&) = nullptr;
+  // Ops with a body (scan): builds the node from its operands and its body's ids.
+  int (*build)(builder&, const attr_t&, const int* in, int n_in, const int* body, int n_body) = nullptr;
   void (*vjp)(vjp_ctx&) = nullptr;                                 // nullptr: no gradient flows through
   int (*int_bound)(const attr_t&, const shape*, int k) = nullptr;  // operand k is int ids in [0, bound)
   const op_runtime* rt = nullptr;
 };
 
 /// A node of the flat graph. Its operands are a list in its builder's pool
-/// (builder::operands[first_in, first_in + n_in)), so a node may have any number.
+/// (builder::operands[first_in, first_in + n_in)), so a node may have any number. A scan's
+/// body (the ids of its cell's bound values and roots) follows them there: n_body ids that
+/// are not operands, since the graph outside the loop computes none of them.
 struct node {
   const op_info* op = nullptr;
   dtype type = dtype::f32;
@@ -83,12 +90,14 @@ struct node {
   attr_t a;
   int n_in = 0;
   int first_in = 0;
+  int n_body = 0;
   const char* name = nullptr;  // leaves only
   std::uint64_t hash = 0;
 
   // Equal but for the operands, which the builder compares.
   constexpr bool same_head(const node& o) const {
-    if (op != o.op || type != o.type || !(out == o.out) || !(a == o.a) || n_in != o.n_in) return false;
+    if (op != o.op || type != o.type || !(out == o.out) || !(a == o.a) || n_in != o.n_in || n_body != o.n_body)
+      return false;
     if ((name == nullptr) != (o.name == nullptr)) return false;
     return name == nullptr || str_eq(name, o.name);
   }
@@ -101,7 +110,7 @@ constexpr std::uint64_t node_hash(const node& n, OperandHash h_of) {
   h = hash_mix(h, static_cast<std::uint64_t>(n.type));
   h = hash_shape(h, n.out);
   h = hash_attr(h, n.a);
-  for (int k = 0; k < n.n_in; ++k) h = hash_mix(h, h_of(k));
+  for (int k = 0; k < n.n_in + n.n_body; ++k) h = hash_mix(h, h_of(k));
   if (n.name) h = hash_mix(h, hash_str(n.name));
   return h;
 }
@@ -139,8 +148,11 @@ struct builder {
   /// Operand k of node n, and the list of them.
   constexpr int in(int n, int k) const { return operands[nodes[n].first_in + k]; }
   constexpr const int* ins(int n) const { return operands.data() + nodes[n].first_in; }
+  /// Body entry k of node n (a scan).
+  constexpr int body(int n, int k) const { return operands[nodes[n].first_in + nodes[n].n_in + k]; }
 
-  /// Adds node n over operands ins[0, n.n_in), or returns the equal node that exists.
+  /// Adds node n over operands ins[0, n.n_in) (then its body's n.n_body ids), or returns the
+  /// equal node that exists.
   constexpr int emit(node n, const int* ins) {
     n.hash = node_hash(n, [&](int k) { return nodes[ins[k]].hash; });
     if (2 * (used + 1) > static_cast<int>(table.size())) grow();
@@ -151,7 +163,7 @@ struct builder {
         table[i] = static_cast<int>(nodes.size());
         ++used;
         n.first_in = static_cast<int>(operands.size());
-        operands.insert(operands.end(), ins, ins + n.n_in);
+        operands.insert(operands.end(), ins, ins + n.n_in + n.n_body);
         nodes.push_back(n);
         return table[i];
       }
@@ -192,6 +204,7 @@ struct builder {
   }
   /// The output shapes of multi-output node `id`.
   constexpr std::vector<shape> outputs_of(int id) const {
+    if (nodes[id].op->cls == op_class::scan) return scan_outputs(id);
     std::vector<shape> in(nodes[id].n_in + 1), out;
     for (int j = 0; j < nodes[id].n_in; ++j) in[j] = nodes[this->in(id, j)].out;
     nodes[id].op->outputs(nodes[id].a, in.data(), nodes[id].n_in, out);
@@ -201,8 +214,11 @@ struct builder {
   constexpr int size() const { return static_cast<int>(nodes.size()); }
 
  private:
+  // A scan's outputs: its final carries, its outputs stacked over time, then the values of
+  // its cell's steps it can keep for its backward (stacked too). See scan_layout.
+  constexpr std::vector<shape> scan_outputs(int id) const;
   constexpr bool same_operands(int id, const int* ins) const {
-    for (int k = 0; k < nodes[id].n_in; ++k)
+    for (int k = 0; k < nodes[id].n_in + nodes[id].n_body; ++k)
       if (in(id, k) != ins[k]) return false;
     return true;
   }
@@ -216,6 +232,50 @@ struct builder {
     }
   }
 };
+
+/// How a scan node lays out its operands, body and outputs (graph/scan.hpp builds them):
+///   operands: C carry inits, S sequences [T, ...], F free values (what the cell reads that
+///             depends on neither carry nor x_t, computed once, outside the loop)
+///   body:     C carry-bound ids, S step-bound ids (x_t: slice t of sequence s), C next-carry
+///             roots, Y output roots, D saveable ids (the cell's values a backward may keep)
+///   outputs:  C final carries, Y outputs stacked [T, ...], D saveable values stacked [T, ...]
+///   attr:     i[0] C, i[1] S, i[2] Y, i[3] flags (1: reverse, 2: rematerialise), i[4] T
+struct scan_layout {
+  int C = 0, S = 0, F = 0, Y = 0, D = 0, T = 0;
+  bool reverse = false, remat = false;
+  constexpr int carry_bound(int k) const { return k; }
+  constexpr int step_bound(int k) const { return C + k; }
+  constexpr int next_carry(int k) const { return C + S + k; }
+  constexpr int output_root(int k) const { return 2 * C + S + k; }
+  constexpr int saveable(int k) const { return 2 * C + S + Y + k; }
+};
+constexpr scan_layout scan_layout_of(const node& n) {
+  scan_layout l;
+  l.C = n.a.i[0], l.S = n.a.i[1], l.Y = n.a.i[2], l.T = n.a.i[4];
+  l.reverse = n.a.i[3] & 1, l.remat = n.a.i[3] & 2;
+  l.F = n.n_in - l.C - l.S;
+  l.D = n.n_body - 2 * l.C - l.S - l.Y;
+  return l;
+}
+/// Whether a node has several outputs (a multi-output op or a scan): its projections name them.
+constexpr bool multi_output(const node& n) { return n.op->outputs || n.op->cls == op_class::scan; }
+
+/// `s` with a leading axis of length t.
+constexpr shape stacked(const shape& s, int t) {
+  shape r;
+  r.rank = s.rank + 1;
+  r.d[0] = t;
+  for (int k = 0; k < s.rank; ++k) r.d[k + 1] = s.d[k];
+  return r;
+}
+constexpr std::vector<shape> builder::scan_outputs(int id) const {
+  const scan_layout l = scan_layout_of(nodes[id]);
+  std::vector<shape> out;
+  for (int k = 0; k < l.C; ++k) out.push_back(nodes[in(id, k)].out);
+  for (int k = 0; k < l.Y; ++k) out.push_back(stacked(nodes[body(id, l.output_root(k))].out, l.T));
+  for (int k = 0; k < l.D; ++k) out.push_back(stacked(nodes[body(id, l.saveable(k))].out, l.T));
+  return out;
+}
 
 /// A node id inside a builder: the handle vector-Jacobian rules compute with
 /// (operators and functions over refs live with their ops, in ops/).

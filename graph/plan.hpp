@@ -11,10 +11,10 @@
 namespace ctgraph {
 
 /// Where a step's operand or result lives.
-enum class space : std::uint8_t { none, arena, param, input, literal };
+enum class space : std::uint8_t { none, arena, param, input, literal, slot };
 struct loc {
   space sp = space::none;
-  long off = 0;  // arena: byte offset; param / input: index in the step's tables
+  long off = 0;  // arena: byte offset; param / input: index in the step's tables; slot: a scan's slot
   constexpr bool operator==(const loc&) const = default;
 };
 
@@ -75,6 +75,33 @@ struct order_entry {
   int index = 0;
 };
 
+/// A scan step (a kernel step whose op is scan_runtime, a.i[0] its index in the plan's scans):
+/// T runs of its cell's steps (body_order[order_begin, order_end)), which read their bound
+/// values through slots and whose roots are copied out after each run.
+struct scan_slot {
+  loc base;         // in the scan's context
+  long stride = 0;  // bytes
+  int mode = 0;     // 0: base; 1: ping-pong carry, base + (t % 2) stride; 2: slice tt of a sequence
+};
+struct scan_copy {
+  loc from, to;  // per-step copies: from in the cell's context, to in the scan's
+  long bytes = 0, stride = 0;
+  int mode = 0;  // to + ((t + 1) % 2) stride (1: next carry) or tt stride (2: a stacked output); 3: final
+};
+struct scan_step {
+  int T = 0;
+  bool reverse = false;
+  long body_arena = 0;  // arena offset of the cell's arena
+  int order_begin = 0, order_end = 0;
+  int first_slot = 0, n_slots = 0;
+  int first_copy = 0, n_copies = 0;   // after each run of the cell
+  int first_init = 0, n_inits = 0;    // before the loop: initial carries into their buffers
+  int first_final = 0, n_finals = 0;  // after it: the last carries out
+};
+inline constexpr op_runtime scan_runtime{.name = "scan", .flops = 0};
+/// Slots a scan's cell can read (its carries, x_t and free values): a stack array per run.
+inline constexpr int max_scan_slots = 64;
+
 enum class plan_error { none, duplicate_name };
 
 /// The plan while it is built: growable vectors.
@@ -84,6 +111,10 @@ struct dyn_plan {
   std::vector<shape> in_shapes;
   std::vector<fused_step> fused;
   std::vector<order_entry> order;
+  std::vector<scan_step> scans;
+  std::vector<order_entry> body_order;  // the steps of scans' cells
+  std::vector<scan_slot> scan_slots;
+  std::vector<scan_copy> scan_copies;
   std::vector<leaf_entry> inputs, params;
   std::vector<output_entry> outputs;
   long arena_bytes = 0, intermediate_bytes = 0;
@@ -93,6 +124,7 @@ struct dyn_plan {
 
 struct plan_sizes {
   std::size_t kernels, fused, order, inputs, params, outputs, operands;
+  std::size_t scans = 0, body_order = 0, scan_slots = 0, scan_copies = 0;
 };
 
 /// First-fit allocator over one arena: blocks kept sorted by offset, coalesced on free.
@@ -141,20 +173,130 @@ struct plan_trace {
   std::vector<int> step;     // index in dyn_plan::order of the step computing it; -1: leaf or inlined constant
 };
 
+constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, plan_trace* trace,
+                             const std::vector<int>* swept, const std::vector<int>* bound);
+
+/// The plan of scan node n's step, appended to p: its cell planned as a graph whose bound
+/// values (carries, x_t, free values) are slots, and what the loop copies. The step's
+/// carries (double-buffered) and the cell's arena are one block of the arena, held while
+/// the step runs.
+constexpr void plan_scan(dyn_plan& p, arena_allocator& mem, const builder& b, int n, const std::vector<loc>& where,
+                         const std::vector<int>& proj_head, const std::vector<int>& proj_next,
+                         const std::vector<int>* swept) {
+  const node& nd = b[n];
+  const scan_layout l = scan_layout_of(nd);
+  const std::vector<shape> out_shapes = b.outputs_of(n);
+  std::vector<loc> out_loc(out_shapes.size());  // where each needed output goes
+  for (int m = proj_head[n]; m >= 0; m = proj_next[m]) out_loc[b[m].a.i[0]] = where[m];
+  // The cell: bound values read from slots; roots are the next carries and what is read.
+  std::vector<int> bound(b.size(), -1), roots, root_dest;  // root_dest: output index, or -1 - k for carry k
+  for (int k = 0; k < l.C; ++k) bound[b.body(n, l.carry_bound(k))] = k;
+  for (int k = 0; k < l.S; ++k) bound[b.body(n, l.step_bound(k))] = l.C + k;
+  for (int k = 0; k < l.F; ++k) bound[b.in(n, l.C + l.S + k)] = l.C + l.S + k;
+  if (l.C + l.S + l.F > max_scan_slots) throw "ctgraph: a scan's cell reads more values than max_scan_slots";
+  for (int k = 0; k < l.C; ++k) roots.push_back(b.body(n, l.next_carry(k))), root_dest.push_back(-1 - k);
+  for (int k = 0; k < l.Y; ++k)
+    if (out_loc[l.C + k].sp != space::none) roots.push_back(b.body(n, l.output_root(k))), root_dest.push_back(l.C + k);
+  for (int k = 0; k < l.D; ++k)
+    if (out_loc[l.C + l.Y + k].sp != space::none)
+      roots.push_back(b.body(n, l.saveable(k))), root_dest.push_back(l.C + l.Y + k);
+  const dyn_plan cell = make_plan(b, roots, nullptr, swept, &bound);
+  // The block: double-buffered carries, then the cell's arena.
+  const long esz = static_cast<long>(dtype_size(nd.type));
+  std::vector<long> carry_off(l.C), carry_bytes(l.C);
+  long block = 0;
+  for (int k = 0; k < l.C; ++k) {
+    carry_bytes[k] = b[b.in(n, k)].out.size() * static_cast<long>(dtype_size(b[b.in(n, k)].type));
+    carry_off[k] = block;
+    block += 2 * ((carry_bytes[k] + arena_allocator::align - 1) / arena_allocator::align * arena_allocator::align);
+  }
+  const long cell_at = block;
+  block += cell.arena_bytes;
+  const long base = mem.alloc(block);
+  mem.release(base, block);  // free again once the step has run: nothing else is placed meanwhile
+  auto carry_loc = [&](int k) { return loc{space::arena, base + carry_off[k]}; };
+  auto half = [&](int k) {
+    return (carry_bytes[k] + arena_allocator::align - 1) / arena_allocator::align * arena_allocator::align;
+  };
+  scan_step sc;
+  sc.T = l.T;
+  sc.reverse = l.reverse;
+  sc.body_arena = base + cell_at;
+  // Slots.
+  sc.first_slot = static_cast<int>(p.scan_slots.size());
+  for (int k = 0; k < l.C; ++k) p.scan_slots.push_back({carry_loc(k), half(k), 1});
+  for (int k = 0; k < l.S; ++k) {
+    const int s = b.in(n, l.C + k);
+    p.scan_slots.push_back({where[s], b[s].out.size() / l.T * esz, 2});
+  }
+  for (int k = 0; k < l.F; ++k) p.scan_slots.push_back({where[b.in(n, l.C + l.S + k)], 0, 0});
+  sc.n_slots = static_cast<int>(p.scan_slots.size()) - sc.first_slot;
+  // Copies: before the loop, after each run of the cell, after the loop.
+  sc.first_init = static_cast<int>(p.scan_copies.size());
+  for (int k = 0; k < l.C; ++k) p.scan_copies.push_back({where[b.in(n, k)], carry_loc(k), carry_bytes[k], 0, 0});
+  sc.n_inits = l.C;
+  sc.first_copy = static_cast<int>(p.scan_copies.size());
+  for (std::size_t r = 0; r < roots.size(); ++r) {
+    const loc from = cell.outputs[r].l;
+    const long bytes = b[roots[r]].out.size() * static_cast<long>(dtype_size(b[roots[r]].type));
+    if (root_dest[r] < 0)
+      p.scan_copies.push_back({from, carry_loc(-1 - root_dest[r]), bytes, half(-1 - root_dest[r]), 1});
+    else
+      p.scan_copies.push_back({from, out_loc[root_dest[r]], bytes, bytes, 2});
+  }
+  sc.n_copies = static_cast<int>(p.scan_copies.size()) - sc.first_copy;
+  sc.first_final = static_cast<int>(p.scan_copies.size());
+  for (int k = 0; k < l.C; ++k)
+    if (out_loc[k].sp != space::none) p.scan_copies.push_back({carry_loc(k), out_loc[k], carry_bytes[k], half(k), 3});
+  sc.n_finals = static_cast<int>(p.scan_copies.size()) - sc.first_final;
+  // The cell's steps join the plan's tables; its order goes to body_order.
+  const int kb = static_cast<int>(p.kernels.size()), fb = static_cast<int>(p.fused.size());
+  const int lb = static_cast<int>(p.in_locs.size()), sb = static_cast<int>(p.scans.size()) + 1;  // +1: this one
+  const int bb = static_cast<int>(p.body_order.size());
+  const int slb = static_cast<int>(p.scan_slots.size()), cpb = static_cast<int>(p.scan_copies.size());
+  for (kernel_step k : cell.kernels) {
+    k.first_in += lb;
+    if (k.op == &scan_runtime) k.a.i[0] += sb;
+    p.kernels.push_back(k);
+  }
+  p.fused.insert(p.fused.end(), cell.fused.begin(), cell.fused.end());
+  p.in_locs.insert(p.in_locs.end(), cell.in_locs.begin(), cell.in_locs.end());
+  p.in_shapes.insert(p.in_shapes.end(), cell.in_shapes.begin(), cell.in_shapes.end());
+  auto moved = [&](order_entry e) {
+    e.index += e.fused ? fb : kb;
+    return e;
+  };
+  for (const order_entry& e : cell.body_order) p.body_order.push_back(moved(e));
+  sc.order_begin = static_cast<int>(p.body_order.size());
+  for (const order_entry& e : cell.order) p.body_order.push_back(moved(e));
+  sc.order_end = static_cast<int>(p.body_order.size());
+  p.scans.push_back(sc);
+  for (scan_step c : cell.scans) {  // nested scans
+    c.order_begin += bb, c.order_end += bb;
+    c.first_slot += slb, c.first_copy += cpb, c.first_init += cpb, c.first_final += cpb;
+    p.scans.push_back(c);
+  }
+  p.scan_slots.insert(p.scan_slots.end(), cell.scan_slots.begin(), cell.scan_slots.end());
+  p.scan_copies.insert(p.scan_copies.end(), cell.scan_copies.begin(), cell.scan_copies.end());
+  p.intermediate_bytes += cell.intermediate_bytes;
+}
+
 /// Builds the plan for outputs `outs` of graph `b`; fills `trace` when given. `swept` holds
 /// the [first, last) node ids of each reverse sweep (resolve_grads): steps computing such a
-/// node are marked `backward`.
+/// node are marked `backward`. `bound` (a scan's cell) maps node ids to slots: those nodes
+/// are read from their slot, and nothing below them is planned.
 constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, plan_trace* trace = nullptr,
-                             const std::vector<int>* swept = nullptr) {
+                             const std::vector<int>* swept = nullptr, const std::vector<int>* bound = nullptr) {
   dyn_plan p;
   const int N = b.size();
   p.graph_nodes = N;
+  auto slot_of = [&](int n) { return bound && n < static_cast<int>(bound->size()) ? (*bound)[n] : -1; };
   // 1. What the outputs need, and who reads what.
   std::vector<char> needed(N, 0), is_out(N, 0);
   for (int o : outs) needed[o] = is_out[o] = 1;
   std::vector<int> consumers(N, 0), only_consumer(N, -1);
   for (int n = N - 1; n >= 0; --n) {
-    if (!needed[n]) continue;
+    if (!needed[n] || slot_of(n) >= 0) continue;
     const node& nd = b[n];
     for (int k = 0; k < nd.n_in; ++k) {
       int i = b.in(n, k);
@@ -170,7 +312,7 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
   //    shape and type, runs inside that consumer's loop.
   std::vector<char> inlined(N, 0);
   std::vector<int> instrs(N, 0), sources(N, 0);
-  auto ew = [&](int n) { return b[n].op->cls == op_class::elementwise; };
+  auto ew = [&](int n) { return b[n].op->cls == op_class::elementwise && slot_of(n) < 0; };
   for (int n = 0; n < N; ++n) {
     if (!needed[n] || !ew(n)) continue;
     const node& nd = b[n];
@@ -201,7 +343,8 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
   };
   std::vector<int> leaves;  // needed leaves, to check names for clashes
   for (int n = 0; n < N; ++n) {
-    if (!needed[n] || !is_leaf(b[n])) continue;
+    if (needed[n] && slot_of(n) >= 0) where[n] = {space::slot, slot_of(n)};
+    if (!needed[n] || !is_leaf(b[n]) || slot_of(n) >= 0) continue;
     for (int m : leaves)
       if (str_eq(b[m].name, b[n].name)) p.error = plan_error::duplicate_name;
     leaves.push_back(n);
@@ -235,14 +378,14 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
   std::vector<int> step_node;
   std::vector<int> proj_head(N, -1), proj_next(N, -1);  // per multi-output node, its needed projections
   for (int n = 0; n < N; ++n) {
-    if (!needed[n] || is_leaf(b[n]) || inlined[n]) continue;
+    if (!needed[n] || is_leaf(b[n]) || inlined[n] || slot_of(n) >= 0) continue;
     if (b[n].op->cls == op_class::constant && !materialise[n]) continue;
     if (b[n].op->cls == op_class::project) {
       proj_next[n] = proj_head[b.in(n, 0)];
       proj_head[b.in(n, 0)] = n;
       continue;
     }
-    if (b[n].op->outputs && is_out[n]) throw "ctgraph: a multi-output node is an output: ask for its projections";
+    if (multi_output(b[n]) && is_out[n]) throw "ctgraph: a multi-output node is an output: ask for its projections";
     step_node.push_back(n);
   }
   // 5. Lifetimes: the last step reading each node (outputs live to the end).
@@ -272,7 +415,8 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
       free_next[m] = free_head[last_use[m]];
       free_head[last_use[m]] = m;
     };
-    if (nd.op->outputs)
+    const bool multi = multi_output(nd);
+    if (multi)
       for (int m = proj_head[n]; m >= 0; m = proj_next[m]) place(m);
     else
       place(n);
@@ -356,20 +500,27 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
       k.a = nd.a;
       k.out = where[n];
       k.out_shape = nd.out;
-      if (nd.n_in > max_kernel_operands) throw "ctgraph: a kernel step has more operands than max_kernel_operands";
+      const bool scan = nd.op->cls == op_class::scan;  // no kernel call: no limits of one
+      if (nd.n_in > max_kernel_operands && !scan)
+        throw "ctgraph: a kernel step has more operands than max_kernel_operands";
       k.n_in = nd.n_in;
       k.first_in = static_cast<int>(p.in_locs.size());
       for (int j = 0; j < nd.n_in; ++j)
         p.in_locs.push_back(where[b.in(n, j)]), p.in_shapes.push_back(b[b.in(n, j)].out);
-      if (nd.op->outputs) {
-        std::vector<shape> outs;
-        nd.op->outputs(nd.a, p.in_shapes.data() + k.first_in, nd.n_in, outs);
-        if (static_cast<int>(outs.size()) > max_kernel_outputs)
+      if (multi) {
+        const std::vector<shape> outs = b.outputs_of(n);
+        if (static_cast<int>(outs.size()) > max_kernel_outputs && !scan)
           throw "ctgraph: a kernel step has more outputs than max_kernel_outputs";
         k.n_out = static_cast<int>(outs.size());
         k.out = {};
         for (int j = 0; j < k.n_out; ++j) p.in_locs.push_back({}), p.in_shapes.push_back(outs[j]);
         for (int m = proj_head[n]; m >= 0; m = proj_next[m]) p.in_locs[k.first_in + nd.n_in + b[m].a.i[0]] = where[m];
+      }
+      if (scan) {
+        k.op = &scan_runtime;
+        k.a = {};
+        k.a.i[0] = static_cast<int>(p.scans.size());
+        plan_scan(p, mem, b, n, where, proj_head, proj_next, swept);
       }
     }
     for (int m = free_head[s]; m >= 0; m = free_next[m])
@@ -391,6 +542,10 @@ struct fixed_plan {
   std::array<kernel_step, Z.kernels + 1> kernels{};  // +1: never empty
   std::array<loc, Z.operands + 1> in_locs{};
   std::array<shape, Z.operands + 1> in_shapes{};
+  std::array<scan_step, Z.scans + 1> scans{};
+  std::array<order_entry, Z.body_order + 1> body_order{};
+  std::array<scan_slot, Z.scan_slots + 1> scan_slots{};
+  std::array<scan_copy, Z.scan_copies + 1> scan_copies{};
   std::array<fused_step, Z.fused + 1> fused{};
   std::array<order_entry, Z.order> order{};
   std::array<leaf_entry, Z.inputs + 1> inputs{};
@@ -407,6 +562,10 @@ constexpr fixed_plan<Z> fix(const dyn_plan& p) {
   std::copy(p.kernels.begin(), p.kernels.end(), f.kernels.begin());
   std::copy(p.in_locs.begin(), p.in_locs.end(), f.in_locs.begin());
   std::copy(p.in_shapes.begin(), p.in_shapes.end(), f.in_shapes.begin());
+  std::copy(p.scans.begin(), p.scans.end(), f.scans.begin());
+  std::copy(p.body_order.begin(), p.body_order.end(), f.body_order.begin());
+  std::copy(p.scan_slots.begin(), p.scan_slots.end(), f.scan_slots.begin());
+  std::copy(p.scan_copies.begin(), p.scan_copies.end(), f.scan_copies.begin());
   std::copy(p.fused.begin(), p.fused.end(), f.fused.begin());
   std::copy(p.order.begin(), p.order.end(), f.order.begin());
   std::copy(p.inputs.begin(), p.inputs.end(), f.inputs.begin());

@@ -5,5 +5,6 @@
 #include "losses.hpp"
 #include "matmul.hpp"
 #include "reduce.hpp"
+#include "scan.hpp"
 #include "shape_ops.hpp"
 #include "softmax.hpp"

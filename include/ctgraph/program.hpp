@@ -159,8 +159,9 @@ struct program {
   /// How many steps, leaves and outputs the plan has: the sizes of its arrays.
   static constexpr plan_sizes sizes = [] {
     dyn_plan p = detail::analyse<Outs...>();
-    return plan_sizes{p.kernels.size(), p.fused.size(),   p.order.size(),  p.inputs.size(),
-                      p.params.size(),  p.outputs.size(), p.in_locs.size()};
+    return plan_sizes{p.kernels.size(), p.fused.size(),   p.order.size(),      p.inputs.size(),
+                      p.params.size(),  p.outputs.size(), p.in_locs.size(),    p.scans.size(),
+                      p.body_order.size(), p.scan_slots.size(), p.scan_copies.size()};
   }();
   /// The plan: steps in order, arena offsets, leaf and output tables.
   static constexpr fixed_plan<sizes> plan = fix<sizes>(detail::analyse<Outs...>());
