@@ -91,7 +91,8 @@ struct scan_copy {
 struct scan_step {
   int T = 0;
   bool reverse = false;
-  long body_arena = 0;  // arena offset of the cell's arena
+  long body_arena = 0;   // arena offset of the cell's arena
+  long block_bytes = 0;  // the step's block: its carries (two buffers each) and the cell's arena
   int order_begin = 0, order_end = 0;
   int first_slot = 0, n_slots = 0;
   int first_copy = 0, n_copies = 0;   // after each run of the cell
@@ -222,6 +223,7 @@ constexpr void plan_scan(dyn_plan& p, arena_allocator& mem, const builder& b, in
   sc.T = l.T;
   sc.reverse = l.reverse;
   sc.body_arena = base + cell_at;
+  sc.block_bytes = block;
   // Slots.
   sc.first_slot = static_cast<int>(p.scan_slots.size());
   for (int k = 0; k < l.C; ++k) p.scan_slots.push_back({carry_loc(k), half(k), 1});

@@ -39,6 +39,9 @@ struct matmul_op {
     const long batches = o.size() / (long(M) * N);
     const T *A = a.input(0), *B = a.input(1);
     if (batches == 1) return kernels::gemm<T>(ta, tb, M, N, K, T(1), A, lda, B, ldb, T(0), a.out, N);
+    // [..., M, K] x [K, N]: the batch's rows are one [batches * M, K] matrix, one gemm.
+    if (y.rank == 2 && !ta && x.size() == batches * M * K)
+      return kernels::gemm<T>(false, tb, static_cast<int>(batches * M), N, K, T(1), A, lda, B, ldb, T(0), a.out, N);
     // Batch offsets of each operand under broadcasting (stride 0 on broadcast axes).
     const int br = o.rank - 2;
     long sx[max_rank] = {}, sy[max_rank] = {};
@@ -63,7 +66,18 @@ struct matmul_op {
     const bool ta = c.attr().i[0], tb = c.attr().i[1];
     ref A = c.x(0), B = c.x(1), g = c.grad();
     if (c.wants[0]) c.set(0, sum_to(ta ? matmul(B, g, tb, true) : matmul(g, B, false, !tb), A.shape_of()));
-    if (c.wants[1]) c.set(1, sum_to(tb ? matmul(g, A, true, ta) : matmul(A, g, !ta, false), B.shape_of()));
+    if (c.wants[1] && B.shape_of().rank == 2 && A.shape_of().rank > 2 && !ta) {
+      // [..., M, K] x [K, N]: the batch's rows are one matrix, and dB one gemm over them all.
+      const shape &sa = A.shape_of(), &sg = g.shape_of();
+      shape ra, rg;
+      ra.rank = rg.rank = 2;
+      ra.d[0] = rg.d[0] = static_cast<int>(sa.rows());
+      ra.d[1] = sa.back(), rg.d[1] = sg.back();
+      ref A2 = reshape(A, ra), g2 = reshape(g, rg);
+      c.set(1, tb ? matmul(g2, A2, true, false) : matmul(A2, g2, true, false));
+    } else if (c.wants[1]) {
+      c.set(1, sum_to(tb ? matmul(g, A, true, ta) : matmul(A, g, !ta, false), B.shape_of()));
+    }
   }
   static void shape_mismatch(auto...) = delete;
 };

@@ -170,6 +170,9 @@ TEST_CASE("matmul gradients: batched [2,5,3] x [3,4] and [2,5,3] x [2,3,4]", "[m
   constexpr auto wb = cg::param<"wb", double, 2, 3, 4>;
   gradcheck("matmul [2,5,3]x[3,4]", probe(cg::matmul(x, w)), x, w);
   gradcheck("matmul [2,5,3]x[2,3,4]", probe(cg::matmul(x, wb)), x, wb);
+  // A linear layer over a sequence: the rows of every batch are one matrix, one gemm each way.
+  constexpr auto wt = cg::param<"wt", double, 4, 3>;
+  gradcheck("matmul [2,5,3]x[4,3]^T", probe(cg::matmul(x, cg::transpose(wt))), x, wt);
 }
 
 TEST_CASE("matmul gradients: broadcast batch axes and batched transposes", "[matmul][grad]") {

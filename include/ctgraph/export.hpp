@@ -265,6 +265,11 @@ std::string summary_table(const Summary& s) {
   r += format_rt("steps per run: {} ({} kernel calls, {} elementwise loops), from {} graph nodes\n", s.steps,
                  s.kernel_steps, s.fused_loops, s.graph_nodes);
   r += format_rt("FLOPs per run: {} (matmul {}, other {})\n", si(s.flops()), si(s.matmul_flops), si(s.other_flops));
+  for (std::size_t k = 0; k < s.scans.size(); ++k) {
+    const auto& c = s.scans[k];
+    r += format_rt("scan {}: {} steps{}, cell of {} steps per step, block of {} bytes (carries and cell arena)\n", k,
+                   c.T, c.reverse ? " (reverse)" : "", c.cell_steps, grouped(c.block_bytes));
+  }
   return r;
 }
 }  // namespace detail
@@ -277,8 +282,17 @@ struct summary_param {
   dtype type = dtype::f32;  ///< element type
 };
 
+/// One scan loop in a summary (forward scans and the backward scans of their gradients).
+struct summary_scan {
+  int T = 0;             ///< steps of the loop
+  bool reverse = false;  ///< runs t = T-1 down to 0
+  int cell_steps = 0;    ///< kernel calls and elementwise loops of one run of its cell
+  long block_bytes = 0;  ///< arena bytes it holds while it runs: its carries and its cell's arena
+};
+
 /// What a compiled step holds and costs per run; see summary().
 struct step_summary {
+  std::vector<summary_scan> scans;    ///< its scan loops, in run order
   std::vector<summary_param> params;  ///< one row per param, in the step's order
   long param_count = 0;               ///< elements of all params
   long param_bytes = 0;               ///< bytes of all params
@@ -341,10 +355,26 @@ step_summary summary(const step<P>&) {
   r.kernel_steps = S::num_kernel_steps();
   r.fused_loops = S::num_fused_steps();
   r.graph_nodes = S::graph_nodes();
-  for (std::size_t k = 0; k < S::sizes.kernels; ++k)
-    (std::string_view(plan.kernels[k].op->name) == matmul_op::name ? r.matmul_flops : r.other_flops) +=
-        kernel_flops(plan.kernels[k], plan.in_shapes.data());
-  for (std::size_t k = 0; k < S::sizes.fused; ++k) r.other_flops += loop_flops(plan.fused[k]);
+  // FLOPs along the run order: a scan's cell counts T times.
+  const plan_view v = view_of(plan);
+  auto count = [&](auto& self, std::span<const order_entry> order, double times) -> void {
+    for (const order_entry& e : order) {
+      if (e.fused) {
+        r.other_flops += times * loop_flops(v.fused[e.index]);
+        continue;
+      }
+      const kernel_step& k = v.kernels[e.index];
+      if (k.op == &scan_runtime) {
+        const scan_step& sc = v.scans[k.a.i[0]];
+        r.scans.push_back({sc.T, sc.reverse, sc.order_end - sc.order_begin, sc.block_bytes});
+        self(self, v.body_order.subspan(sc.order_begin, sc.order_end - sc.order_begin), times * sc.T);
+        continue;
+      }
+      (std::string_view(k.op->name) == matmul_op::name ? r.matmul_flops : r.other_flops) +=
+          times * kernel_flops(k, v.in_shapes.data());
+    }
+  };
+  count(count, v.order, 1.0);
   return r;
 }
 

@@ -47,9 +47,12 @@ constexpr std::vector<const node_desc*> params_below(const node_desc* root) {
       continue;
     }
     bool ready = true;
-    if (d->type != dtype::i32)
+    if (d->type != dtype::i32) {
       for (int k = d->n_in - 1; k >= 0; --k)
         if (!seen.find(d->in[k])) stack.push_back(d->in[k]), ready = false;
+      for (int k = d->n_body - 1; k >= 0; --k)  // a scan's cell reads params too
+        if (!seen.find(d->body[k])) stack.push_back(d->body[k]), ready = false;
+    }
     if (!ready) continue;
     stack.pop_back();
     seen.put(d, 0);
