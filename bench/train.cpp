@@ -22,6 +22,8 @@
 #include <vector>
 
 #include "common.hpp"
+#include "ctgraph/ctgraph.hpp"
+#include "ctgraph/recurrent.hpp"
 #include "ctgraph/rnn_kernels.hpp"
 #ifdef CTGRAPH_HAVE_TORCH
 #include "torch_lstm_peer.hpp"
@@ -119,14 +121,41 @@ void add_gate_benches(int threads) {
   });
 }
 
+// lstm/ctgraph: nn::lstm (a cg::scan of nn::lstm_cell), its gradient and Adam: the same problem as libtorch's.
+namespace lstm_model {
+namespace cg = ctgraph;
+constexpr auto x = cg::input<"x", float, T, B, In>;
+constexpr auto r = ctgraph::nn::lstm<"lstm", H>(x);
+constexpr auto loss = cg::sum(r.output);
+constexpr auto grads = cg::grad(loss);
+struct state {
+  decltype(cg::compile(loss, grads)) step = cg::compile(loss, grads);
+  decltype(cg::parameters_of(step)) params = cg::parameters_of(step);
+  decltype(cg::adam(params)) opt{params, cg::adam_options{.lr = 1e-3}};
+  std::vector<float> xs = std::vector<float>(T * B * In);
+};
+std::function<void()> make() {
+  auto s = std::make_shared<state>();
+  cg::init(s->params, 1);
+  std::mt19937 gen(7);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (float& v : s->xs) v = u(gen);
+  long count = 0;
+  s->params.for_each([&](auto, auto span, const auto&) { count += static_cast<long>(span.size()); });
+  if (count != lstm_params) std::fprintf(stderr, "lstm/ctgraph: %ld params\n", count);
+  return [s] {
+    auto out = s->step.run(s->params, cg::feed<"x">(s->xs));
+    s->opt.step(s->params, out);
+  };
+}
+}  // namespace lstm_model
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const int threads = omp_get_max_threads();  // OMP_NUM_THREADS, or all cores
 
-  // ---- lstm/ctgraph: to be added here by the lead once nn::lstm exists: the same problem (T, B, In, H,
-  // loss = output.sum(), Adam lr 1e-3), the same counters (params, lstm_step_flops()), registered before
-  // lstm/libtorch. ----
+  register_case("lstm/ctgraph", threads, lstm_step_flops(), 0, double(lstm_params), lstm_model::make);
 
 #ifdef CTGRAPH_HAVE_TORCH
   namespace tp = cb::torch_lstm_peer;

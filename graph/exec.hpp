@@ -152,7 +152,8 @@ template <class T>
 void run_fused(const exec_ctx& c, const fused_step& f) {
   const long inner = f.out_shape.rank ? f.out_shape.d[f.out_shape.rank - 1] : 1;
   const long rows = f.out_shape.size() / inner;
-  if (f.out_shape.size() >= (1 << 16) && rows > 1) {
+  // No parallel region for one thread: libgomp allocates a team for each, even of one.
+  if (f.out_shape.size() >= (1 << 16) && rows > 1 && omp_get_max_threads() > 1 && !omp_in_parallel()) {
 #pragma omp parallel
     {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();

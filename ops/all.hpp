@@ -5,6 +5,7 @@
 #include "losses.hpp"
 #include "matmul.hpp"
 #include "reduce.hpp"
+#include "rnn.hpp"
 #include "scan.hpp"
 #include "shape_ops.hpp"
 #include "softmax.hpp"

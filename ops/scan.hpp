@@ -332,4 +332,35 @@ constexpr auto scan(Cell cell, Init init, X x, Xs... xs) {
   return scan_result{unwrap(carry, init), unwrap(outs, std::get<1>(r))};
 }
 
+/// sequence_mask<T>(lengths): [T, B, 1], 1 where t < lengths[b], else 0: what a scan over
+/// padded sequences multiplies by, so that padded steps change neither the outputs at real
+/// positions nor the carry. lengths: int [B] with values in [0, T]. Its second operand, a
+/// scalar constant, gives the element type.
+struct sequence_mask_op {
+  static constexpr const char* name = "sequence_mask";
+  static constexpr op_class cls = op_class::kernel;
+  static constexpr bool no_gradient = true;
+  static constexpr double flops = 0;
+  static constexpr shape_result infer(const attr_t& a, const shape* in, int) {
+    shape s;
+    s.rank = 3, s.d[0] = a.i[0], s.d[1] = in[0].d[0], s.d[2] = 1;
+    return {in[0].rank == 1 && a.i[0] > 0, s};
+  }
+  static constexpr int int_bound(const attr_t& a, const shape*, int k) { return k == 0 ? a.i[0] + 1 : 0; }
+  template <class T>
+  static void forward(const run_args<T>& a) {
+    const int steps = a.a.i[0], batch = a.in_shape[0].d[0];
+    const int* len = a.template input<int>(0);
+    for (int t = 0; t < steps; ++t)
+      for (int b = 0; b < batch; ++b) a.out[t * batch + b] = t < len[b] ? T(1) : T(0);
+  }
+  static void shape_mismatch(auto...) = delete;
+};
+template <int Steps, class T = float, expression L>
+constexpr auto sequence_mask(L lengths) {
+  static_assert(std::is_same_v<value_of<L>, int> && shape_of<L>.rank == 1,
+                "ctgraph: sequence_mask<T>(lengths): lengths is an int [B] (each sequence's length)");
+  return make_node<sequence_mask_op, attr_ints({Steps})>(lengths, const_expr<dtype_of<T>(), 0>{});
+}
+
 }  // namespace ctgraph

@@ -5,3 +5,4 @@
 #include "view.hpp"
 #include "optim.hpp"
 #include "checkpoint.hpp"
+#include "nn.hpp"

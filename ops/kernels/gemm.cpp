@@ -185,6 +185,10 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, 
     // x W^T with many more columns than rows: C^T = B A^T, threads on contiguous ranges of C's columns.
     const int ct = (N + MR - 1) / MR;  // column tiles (rows of C^T)
     threads = std::max(1, std::min(threads, ct));
+    if (threads == 1) {  // no parallel region: libgomp allocates a team for each, even of one thread
+      gemm_nt_few_rows(M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      return;
+    }
 #pragma omp parallel for num_threads(threads) schedule(static, 1)
     for (int part = 0; part < threads; ++part) {
       const int n0 = std::min(N, split(ct, threads, part) * MR), n1 = std::min(N, split(ct, threads, part + 1) * MR);

@@ -101,8 +101,12 @@ template <class T>
 // Rows [0, B) of a step, split over threads when the step is large enough to pay for the team.
 template <class F>
 void for_rows(const rnn_shape& s, F&& row) {
-  const bool parallel = idx(s.batch) * s.hidden >= (idx(1) << 15) && !omp_in_parallel();
-#pragma omp parallel for schedule(static) if (parallel)
+  const bool parallel = idx(s.batch) * s.hidden >= (idx(1) << 15) && !omp_in_parallel() && omp_get_max_threads() > 1;
+  if (!parallel) {  // no parallel region at all: libgomp allocates a team for each, even an if(false) one
+    for (int b = 0; b < s.batch; ++b) row(b);
+    return;
+  }
+#pragma omp parallel for schedule(static)
   for (int b = 0; b < s.batch; ++b) row(b);
 }
 

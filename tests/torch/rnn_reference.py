@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch reference data for the LSTM and GRU parity tests: one safetensors file per case.
+"""PyTorch reference data for the LSTM, GRU and Linear parity tests: one safetensors file per case.
 
 usage: rnn_reference.py OUT_FILE CASE    writes one case
        rnn_reference.py --all OUT_DIR    writes every case as OUT_DIR/<case>.safetensors, then reads each back
@@ -9,10 +9,10 @@ Every case builds its torch layer in float64 from a fixed seed (crc32 of the cas
 inputs, and stores (see tests/torch/README.md):
   - the layer's params under its state_dict names (weight_ih_l0, ..., bias_hh_l1_reverse; weight_ih, ... for cells);
   - the inputs: x, h0 (and c0 for LSTMs), and lengths (I32) for padded cases;
-  - the outputs: output, h_n (and c_n) for layers; h_1 (and c_1) for cells;
+  - the outputs: output, h_n (and c_n) for layers; h_1 (and c_1) for cells; output for linear;
   - the loss's weights w_out, w_h (and w_c), fixed random tensors shaped like output, h_n (h_1), c_n (c_1):
       loss = sum(output * w_out) + sum(h_n * w_h) [+ sum(c_n * w_c)]   (cells: without the output term)
-    so that the gradient flows back through every output;
+    so that the gradient flows back through every output (linear: loss = sum(output * w_out), x [T, B, In]);
   - "grad." + the name of every param and input (grad.weight_ih_l0, grad.x, grad.h0, grad.c0).
 Padded cases run x through torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False) and
 back through pad_packed_sequence(total_length=T): output is zero at the padded steps t >= lengths[b], h_n and
@@ -34,6 +34,7 @@ LENGTHS = [5, 2, 4]  # unsorted on purpose (enforce_sorted=False); the longest i
 
 # name: (kind, layers, bidirectional, padded); kind is lstm_cell, gru_cell, lstm or gru.
 CASES = {
+    "linear": ("linear", 1, False, False),
     "lstm_cell": ("lstm_cell", 1, False, False),
     "gru_cell": ("gru_cell", 1, False, False),
     "lstm_l1": ("lstm", 1, False, False),
@@ -94,7 +95,10 @@ def build(case):
     kind, layers, bidir, padded = CASES[case]
     torch.manual_seed(zlib.crc32(case.encode()))
     dirs = 2 if bidir else 1
-    if kind == "lstm_cell":
+    if kind == "linear":  # torch.nn.Linear(IN, H) over leading axes [T, B]
+        layer = torch.nn.Linear(IN, H)
+        inputs = {"x": torch.randn(T, B, IN)}
+    elif kind == "lstm_cell":
         layer = torch.nn.LSTMCell(IN, H)
         inputs = {"x": torch.randn(B, IN), "h0": torch.randn(B, H) * 0.5, "c0": torch.randn(B, H) * 0.5}
     elif kind == "gru_cell":
@@ -109,6 +113,8 @@ def build(case):
     lengths = torch.tensor(LENGTHS, dtype=torch.int64) if padded else None
 
     def run(layer, inputs):
+        if kind == "linear":
+            return {"output": layer(inputs["x"])}
         x, h0, c0 = inputs["x"], inputs["h0"], inputs.get("c0")
         if kind == "lstm_cell":
             h1, c1 = layer(x, (h0, c0))
