@@ -190,7 +190,10 @@ inline void run_scan(const exec_ctx& c, const plan_view& p, const scan_step& sc)
     const long tt = sc.reverse ? sc.T - 1 - t : t;
     for (int i = 0; i < sc.n_slots; ++i) {
       const scan_slot& s = p.scan_slots[sc.first_slot + i];
-      slots[i] = at(c, s.base) + (s.mode == 1 ? (t % 2) * s.stride : s.mode == 2 ? tt * s.stride : 0);
+      slots[i] = at(c, s.base) + (s.mode == 1   ? (t % 2) * s.stride
+                                  : s.mode == 3 ? ((t + 1) % 2) * s.stride
+                                  : s.mode == 2 ? tt * s.stride
+                                                : 0);
     }
     for (int i = sc.order_begin; i < sc.order_end; ++i) run_step(cell, p, p.body_order[i]);
     for (int i = 0; i < sc.n_copies; ++i) {

@@ -81,7 +81,8 @@ struct order_entry {
 struct scan_slot {
   loc base;         // in the scan's context
   long stride = 0;  // bytes
-  int mode = 0;     // 0: base; 1: ping-pong carry, base + (t % 2) stride; 2: slice tt of a sequence
+  int mode = 0;     // 0: base; 1: ping-pong carry, base + (t % 2) stride; 2: slice tt of a sequence;
+                    // 3: the other buffer of a carry, base + ((t + 1) % 2) stride (a next carry written in place)
 };
 struct scan_copy {
   loc from, to;  // per-step copies: from in the cell's context, to in the scan's
@@ -175,7 +176,8 @@ struct plan_trace {
 };
 
 constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, plan_trace* trace,
-                             const std::vector<int>* swept, const std::vector<int>* bound);
+                             const std::vector<int>* swept, const std::vector<int>* bound,
+                             const std::vector<int>* placed);
 
 /// The plan of scan node n's step, appended to p: its cell planned as a graph whose bound
 /// values (carries, x_t, free values) are slots, and what the loop copies. The step's
@@ -194,14 +196,21 @@ constexpr void plan_scan(dyn_plan& p, arena_allocator& mem, const builder& b, in
   for (int k = 0; k < l.C; ++k) bound[b.body(n, l.carry_bound(k))] = k;
   for (int k = 0; k < l.S; ++k) bound[b.body(n, l.step_bound(k))] = l.C + k;
   for (int k = 0; k < l.F; ++k) bound[b.in(n, l.C + l.S + k)] = l.C + l.S + k;
-  if (l.C + l.S + l.F > max_scan_slots) throw "ctgraph: a scan's cell reads more values than max_scan_slots";
+  if (2 * l.C + l.S + l.F > max_scan_slots) throw "ctgraph: a scan's cell reads more values than max_scan_slots";
+  // A next carry the cell computes is written straight into the carry's other buffer (slot C + S + F + k).
+  std::vector<int> placed(b.size(), -1);
+  for (int k = 0; k < l.C; ++k) {
+    const int r = b.body(n, l.next_carry(k));
+    if (bound[r] < 0 && placed[r] < 0 && !is_leaf(b[r]) && b[r].op->cls != op_class::constant)
+      placed[r] = l.C + l.S + l.F + k;
+  }
   for (int k = 0; k < l.C; ++k) roots.push_back(b.body(n, l.next_carry(k))), root_dest.push_back(-1 - k);
   for (int k = 0; k < l.Y; ++k)
     if (out_loc[l.C + k].sp != space::none) roots.push_back(b.body(n, l.output_root(k))), root_dest.push_back(l.C + k);
   for (int k = 0; k < l.D; ++k)
     if (out_loc[l.C + l.Y + k].sp != space::none)
       roots.push_back(b.body(n, l.saveable(k))), root_dest.push_back(l.C + l.Y + k);
-  const dyn_plan cell = make_plan(b, roots, nullptr, swept, &bound);
+  const dyn_plan cell = make_plan(b, roots, nullptr, swept, &bound, &placed);
   // The block: double-buffered carries, then the cell's arena.
   const long esz = static_cast<long>(dtype_size(nd.type));
   std::vector<long> carry_off(l.C), carry_bytes(l.C);
@@ -232,6 +241,7 @@ constexpr void plan_scan(dyn_plan& p, arena_allocator& mem, const builder& b, in
     p.scan_slots.push_back({where[s], b[s].out.size() / l.T * esz, 2});
   }
   for (int k = 0; k < l.F; ++k) p.scan_slots.push_back({where[b.in(n, l.C + l.S + k)], 0, 0});
+  for (int k = 0; k < l.C; ++k) p.scan_slots.push_back({carry_loc(k), half(k), 3});
   sc.n_slots = static_cast<int>(p.scan_slots.size()) - sc.first_slot;
   // Copies: before the loop, after each run of the cell, after the loop.
   sc.first_init = static_cast<int>(p.scan_copies.size());
@@ -241,6 +251,7 @@ constexpr void plan_scan(dyn_plan& p, arena_allocator& mem, const builder& b, in
   for (std::size_t r = 0; r < roots.size(); ++r) {
     const loc from = cell.outputs[r].l;
     const long bytes = b[roots[r]].out.size() * static_cast<long>(dtype_size(b[roots[r]].type));
+    if (root_dest[r] < 0 && placed[roots[r]] == l.C + l.S + l.F + (-1 - root_dest[r])) continue;  // written in place
     if (root_dest[r] < 0)
       p.scan_copies.push_back({from, carry_loc(-1 - root_dest[r]), bytes, half(-1 - root_dest[r]), 1});
     else
@@ -288,7 +299,8 @@ constexpr void plan_scan(dyn_plan& p, arena_allocator& mem, const builder& b, in
 /// node are marked `backward`. `bound` (a scan's cell) maps node ids to slots: those nodes
 /// are read from their slot, and nothing below them is planned.
 constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, plan_trace* trace = nullptr,
-                             const std::vector<int>* swept = nullptr, const std::vector<int>* bound = nullptr) {
+                             const std::vector<int>* swept = nullptr, const std::vector<int>* bound = nullptr,
+                             const std::vector<int>* placed = nullptr) {
   dyn_plan p;
   const int N = b.size();
   p.graph_nodes = N;
@@ -411,7 +423,11 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
   for (int s = 0; s < S; ++s) {
     const int n = step_node[s];
     const node& nd = b[n];
-    auto place = [&](int m) {  // a buffer for node m, freed after its last reader
+    auto place = [&](int m) {             // a buffer for node m, freed after its last reader
+      if (placed && (*placed)[m] >= 0) {  // a scan's next carry, written into its slot
+        where[m] = {space::slot, (*placed)[m]};
+        return;
+      }
       where[m] = {space::arena, mem.alloc(b[m].out.size() * static_cast<long>(dtype_size(b[m].type)))};
       if (last_use[m] < 0) last_use[m] = s;  // computed but unread (cannot happen for needed nodes)
       free_next[m] = free_head[last_use[m]];

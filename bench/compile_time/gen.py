@@ -4,11 +4,29 @@
   gen.py mlp L   -> L layers h = tanh(matmul(h, W_i) + b_i), gradients of all params
   gen.py res L   -> L residual layers h = tanh(matmul(h, W_i) + b_i) + h (fan-out),
                     6 forward nodes per layer (170 layers ~ 1,000 nodes)
+  gen.py lstm T  -> nn::lstm (In 64, H 128, B 32) over T steps, loss sum(output), grad(loss):
+                    the same graph whatever T (a cg::scan), so the same compile time
 The program compiles the loss and every gradient, runs one step and prints the loss.
 """
 import sys
 
 kind, layers = sys.argv[1], int(sys.argv[2])
+if kind == 'lstm':
+    print('\n'.join([
+        '#include <ctgraph/ctgraph.hpp>', '#include <cstdio>', '#include <vector>',
+        'namespace cg = ctgraph;', 'namespace nn = ctgraph::nn;',
+        f'constexpr auto x = cg::input<"x", float, {layers}, 32, 64>;',
+        'constexpr auto r = nn::lstm<"lstm", 128>(x);',
+        'constexpr auto loss = cg::sum(r.output);',
+        'int main() {',
+        '  auto step = cg::compile(loss, cg::grad(loss));',
+        '  auto params = cg::parameters_of(step);',
+        '  cg::init(params, 1);',
+        f'  std::vector<float> xs({layers} * 32 * 64, 0.1f);',
+        '  auto out = step.run(params, cg::feed<"x">(xs));',
+        '  std::printf("loss %f, %d graph nodes, %zu steps\\n", static_cast<float>(out[loss]), step.graph_nodes(), step.num_steps());',
+        '}']))
+    sys.exit(0)
 out = ['#include <ctgraph/ctgraph.hpp>', '#include <cstdio>', '#include <vector>',
        'namespace cg = ctgraph;', 'constexpr auto h0 = cg::input<"x", float, 8, 16>;']
 for i in range(layers):

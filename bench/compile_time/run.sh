@@ -41,6 +41,7 @@ for c in "${cases[@]}"; do
   [ "$kind" = spiral ] && layers=0
   per_layer=5  # W, b, matmul, add, tanh; a residual layer adds one add
   [ "$kind" = res ] && per_layer=6
+  [ "$kind" = lstm ] && per_layer=0  # "layers" is T: the graph is one scan, whatever T
   src="$work/$kind$layers.cpp"
   if [ "$kind" = spiral ]; then
     layers=3 nodes=-
