@@ -19,22 +19,16 @@
 #include <vector>
 
 #include "ctgraph/kernels.hpp"
+#include "random_cases.hpp"
 #include "rel_error.hpp"
 #include "thread_count.hpp"
 
 namespace {
 namespace k = ctgraph::kernels;
+using ctgraph_test::env_or;
+using ctgraph_test::uniform;
+using ctgraph_test::uniform_real;
 using idx = std::ptrdiff_t;
-
-long env_or(const char* name, long fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::strtol(v, nullptr, 10) : fallback;
-}
-
-int uniform(std::mt19937& rng, int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
-double uniform_real(std::mt19937& rng, double lo, double hi) {
-  return std::uniform_real_distribution<double>(lo, hi)(rng);
-}
 
 // A buffer of n elements at a random offset 0-3 into its allocation, which ends with the n-th element.
 template <class T>

@@ -22,19 +22,14 @@
 #include <vector>
 
 #include "ctgraph/rnn_kernels.hpp"
+#include "random_cases.hpp"
 #include "thread_count.hpp"
 
 namespace {
 namespace k = ctgraph::kernels;
-
-long env_or(const char* name, long fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::strtol(v, nullptr, 10) : fallback;
-}
-int uniform(std::mt19937& rng, int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
-double uniform_real(std::mt19937& rng, double lo, double hi) {
-  return std::uniform_real_distribution<double>(lo, hi)(rng);
-}
+using ctgraph_test::env_or;
+using ctgraph_test::uniform;
+using ctgraph_test::uniform_real;
 
 template <class T>
 const char* type_name() {
