@@ -48,6 +48,24 @@ struct run_args {
   }
 };
 
+/// n values of T, held inline when n <= N: constant evaluation pays for every allocation,
+/// and most nodes have few operands.
+template <class T, int N>
+struct small_array {
+  T local[N] = {};
+  std::vector<T> heap;
+  int n = 0;
+  constexpr explicit small_array(int count, T v = T{}) : n(count) {
+    if (n > N)
+      heap.assign(n, v);
+    else
+      for (int k = 0; k < n; ++k) local[k] = v;
+  }
+  constexpr T& operator[](int k) { return n > N ? heap[k] : local[k]; }
+  constexpr const T& operator[](int k) const { return n > N ? heap[k] : local[k]; }
+  constexpr T* data() { return n > N ? heap.data() : local; }
+};
+
 struct vjp_ctx;
 struct builder;
 
@@ -76,6 +94,9 @@ struct op_info {
   int (*build)(builder&, const attr_t&, const int* in, int n_in, const int* body, int n_body) = nullptr;
   void (*vjp)(vjp_ctx&) = nullptr;                                 // nullptr: no gradient flows through
   int (*int_bound)(const attr_t&, const shape*, int k) = nullptr;  // operand k is int ids in [0, bound)
+  // On operands with extra leading axes (those its shape rule accepts) it computes the
+  // stacked results: what a scan may run for all steps at once (lift_step_values).
+  bool stacks = false;
   const op_runtime* rt = nullptr;
 };
 
@@ -163,7 +184,7 @@ struct builder {
         table[i] = static_cast<int>(nodes.size());
         ++used;
         n.first_in = static_cast<int>(operands.size());
-        operands.insert(operands.end(), ins, ins + n.n_in + n.n_body);
+        for (int k = 0; k < n.n_in + n.n_body; ++k) operands.push_back(ins[k]);  // no insert(): dearer to evaluate
         nodes.push_back(n);
         return table[i];
       }
@@ -179,7 +200,7 @@ struct builder {
     n.op = op;
     n.a = a;
     n.n_in = n_in;
-    std::vector<shape> s(n_in + 1);
+    small_array<shape, 4> s(n_in + 1);
     bool typed = type >= 0;
     if (typed) n.type = static_cast<dtype>(type);
     for (int k = 0; k < n_in; ++k) {
@@ -294,8 +315,8 @@ struct vjp_ctx {
   int id;
   int g;
   std::vector<int> gs = {};  // multi-output ops: the adjoint of output k, -1 where none flows
-  std::vector<char> wants = std::vector<char>(b[id].n_in, 0);
-  std::vector<int> din = std::vector<int>(b[id].n_in, -1);
+  small_array<char, 4> wants = small_array<char, 4>(b[id].n_in, 0);
+  small_array<int, 4> din = small_array<int, 4>(b[id].n_in, -1);
 
   constexpr ref out() const { return {&b, id}; }
   constexpr ref x(int k) const { return {&b, b.in(id, k)}; }

@@ -9,3 +9,4 @@
 #include "scan.hpp"
 #include "shape_ops.hpp"
 #include "softmax.hpp"
+#include "instances.hpp"

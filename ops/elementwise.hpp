@@ -24,6 +24,7 @@ constexpr shape_result elementwise_infer(const attr_t& a, const shape* in, int n
 template <class Derived>
 struct elementwise_op {
   static constexpr op_class cls = op_class::elementwise;
+  static constexpr bool stacks = true;
   static constexpr shape_result infer(const attr_t& a, const shape* in, int n) { return elementwise_infer(a, in, n); }
 };
 

@@ -29,7 +29,8 @@ struct matmul_op {
     r.s.d[r.s.rank++] = n;
     return r;
   }
-  static constexpr double flops = 0;  // counted per product in summaries: 2*M*N*K
+  static constexpr double flops = 0;    // counted per product in summaries: 2*M*N*K
+  static constexpr bool stacks = true;  // batch axes
   template <class T>
   static void forward(const run_args<T>& a) {
     const shape &x = a.in_shape[0], &y = a.in_shape[1], &o = a.out_shape;

@@ -24,26 +24,6 @@
 
 namespace ctgraph {
 
-/// A scan cell's placeholder (a carry, x_t, or in a VJP's scan an adjoint): a value the
-/// loop binds to a buffer at each step. a.i[0] role, a.i[1] index, a.vbits the scan's tag,
-/// a.s the shape.
-struct placeholder_op {
-  static constexpr const char* name = "placeholder";
-  static constexpr op_class cls = op_class::placeholder;
-  static constexpr bool no_gradient = true;
-  static constexpr shape_result infer(const attr_t& a, const shape*, int) { return {true, a.s}; }
-};
-
-constexpr int placeholder(builder& b, int role, int k, std::uint64_t tag, const shape& s, dtype t) {
-  node n;
-  n.op = &op_info_of<placeholder_op>;
-  n.type = t;
-  n.out = s;
-  n.a.i[0] = role, n.a.i[1] = k, n.a.s = s;
-  n.a.vbits = static_cast<std::int64_t>(tag);
-  return b.emit(n);
-}
-
 struct scan_op;
 constexpr int make_scan_node(builder& b, const scan_spec& s);
 

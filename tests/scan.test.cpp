@@ -2,6 +2,7 @@
 // unrolled graph (1e-12 in double) and against finite differences; carry tuples, several
 // outputs, reverse scans, free values hoisted out of the loop, rematerialisation.
 #include <cmath>
+#include <string_view>
 #include <vector>
 
 #include "gradcheck.hpp"
@@ -166,4 +167,42 @@ TEST_CASE("scan: compile time does not depend on T: one cell, a loop at run time
   auto short_step = cg::compile(loss_scan, cg::grad(loss_scan, W));
   CHECK(step.graph_nodes() < 200);
   CHECK(step.num_steps() <= short_step.num_steps() + 4);
+}
+
+namespace {
+// The matmuls of a plan's steps [begin, end) of `order` (its outer order or a cell's
+// body_order), as their output shapes.
+template <class Plan, class Order>
+std::vector<cg::shape> matmuls(const Plan& p, const Order& order, int begin, int end) {
+  std::vector<cg::shape> r;
+  for (int i = begin; i < end; ++i)
+    if (!order[i].fused && std::string_view(p.kernels[order[i].index].op->name) == "matmul")
+      r.push_back(p.kernels[order[i].index].out_shape);
+  return r;
+}
+}  // namespace
+
+TEST_CASE("scan: x_t W runs for all steps as one gemm before the loop, its dW as one gemm after", "[scan][lift]") {
+  auto step = cg::compile(loss_scan, cg::grad(loss_scan, W, U, xs));
+  const auto& p = decltype(step)::plan;
+  REQUIRE(p.scans.size() >= 2);  // the forward scan and its BPTT scan
+  const auto& fwd = p.scans[0];
+  // The cell: h U and the output's n V, no x_t W.
+  const auto cell = matmuls(p, p.body_order, fwd.order_begin, fwd.order_end);
+  CHECK(cell.size() == 2);
+  for (const cg::shape& s : cell) CHECK(s.d[0] == B);
+  // Outside every loop, over [T, B] rows: xs W, and the gradients of W and xs from its stacked
+  // adjoint; and in the backward, the outputs' adjoints times V^T (x_t-only there too).
+  const auto outer = matmuls(p, p.order, 0, static_cast<int>(p.order.size()));
+  int stacked = 0, dW = 0;
+  for (const cg::shape& s : outer) {
+    stacked += s.rank == 3 && s.d[0] == T && s.d[1] == B;  // xs W, d xs = d(xs W) W^T, d ys V^T
+    dW += s.rank == 2 && s.d[0] == In && s.d[1] == H;      // dW = xs^T d(xs W), [T * B] rows
+  }
+  CHECK(stacked == 3);
+  CHECK(dW == 1);
+  // The BPTT cell no longer sums a dW per step: it reads no xs slice, and computes no [In, H] product.
+  const auto& bw = p.scans[1];
+  for (const cg::shape& s : matmuls(p, p.body_order, bw.order_begin, bw.order_end))
+    CHECK(!(s.rank == 2 && s.d[0] == In && s.d[1] == H));
 }
