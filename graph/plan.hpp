@@ -574,26 +574,57 @@ struct fixed_plan {
   plan_error error = plan_error::none;
 };
 
-template <plan_sizes Z>
-constexpr fixed_plan<Z> fix(const dyn_plan& p) {
+/// The sizes of a plan's tables.
+constexpr plan_sizes sizes_of(const dyn_plan& p) {
+  return {p.kernels.size(),    p.fused.size(),      p.order.size(),      p.inputs.size(),
+          p.params.size(),     p.outputs.size(),    p.in_locs.size(),    p.scans.size(),
+          p.body_order.size(), p.scan_slots.size(), p.scan_copies.size()};
+}
+/// Whether tables of sizes `z` fit in arrays of sizes `cap`.
+constexpr bool fits_within(const plan_sizes& z, const plan_sizes& cap) {
+  return z.kernels <= cap.kernels && z.fused <= cap.fused && z.order <= cap.order && z.inputs <= cap.inputs &&
+         z.params <= cap.params && z.outputs <= cap.outputs && z.operands <= cap.operands && z.scans <= cap.scans &&
+         z.body_order <= cap.body_order && z.scan_slots <= cap.scan_slots && z.scan_copies <= cap.scan_copies;
+}
+
+/// Plan p's tables (a dyn_plan, or a fixed_plan at least as large), of sizes `n` <= Z, in tables of sizes Z.
+template <plan_sizes Z, class P>
+constexpr fixed_plan<Z> fix(const P& p, const plan_sizes& n = Z) {
   fixed_plan<Z> f;
-  std::copy(p.kernels.begin(), p.kernels.end(), f.kernels.begin());
-  std::copy(p.in_locs.begin(), p.in_locs.end(), f.in_locs.begin());
-  std::copy(p.in_shapes.begin(), p.in_shapes.end(), f.in_shapes.begin());
-  std::copy(p.scans.begin(), p.scans.end(), f.scans.begin());
-  std::copy(p.body_order.begin(), p.body_order.end(), f.body_order.begin());
-  std::copy(p.scan_slots.begin(), p.scan_slots.end(), f.scan_slots.begin());
-  std::copy(p.scan_copies.begin(), p.scan_copies.end(), f.scan_copies.begin());
-  std::copy(p.fused.begin(), p.fused.end(), f.fused.begin());
-  std::copy(p.order.begin(), p.order.end(), f.order.begin());
-  std::copy(p.inputs.begin(), p.inputs.end(), f.inputs.begin());
-  std::copy(p.params.begin(), p.params.end(), f.params.begin());
-  std::copy(p.outputs.begin(), p.outputs.end(), f.outputs.begin());
+  std::copy_n(p.kernels.begin(), n.kernels, f.kernels.begin());
+  std::copy_n(p.in_locs.begin(), n.operands, f.in_locs.begin());
+  std::copy_n(p.in_shapes.begin(), n.operands, f.in_shapes.begin());
+  std::copy_n(p.scans.begin(), n.scans, f.scans.begin());
+  std::copy_n(p.body_order.begin(), n.body_order, f.body_order.begin());
+  std::copy_n(p.scan_slots.begin(), n.scan_slots, f.scan_slots.begin());
+  std::copy_n(p.scan_copies.begin(), n.scan_copies, f.scan_copies.begin());
+  std::copy_n(p.fused.begin(), n.fused, f.fused.begin());
+  std::copy_n(p.order.begin(), n.order, f.order.begin());
+  std::copy_n(p.inputs.begin(), n.inputs, f.inputs.begin());
+  std::copy_n(p.params.begin(), n.params, f.params.begin());
+  std::copy_n(p.outputs.begin(), n.outputs, f.outputs.begin());
   f.arena_bytes = p.arena_bytes;
   f.intermediate_bytes = p.intermediate_bytes;
   f.graph_nodes = p.graph_nodes;
   f.error = p.error;
   return f;
+}
+
+/// A plan in tables of sizes Cap, with the sizes it uses: what one analysis gives when its
+/// sizes are not known before it ran (program, include/ctgraph/program.hpp).
+template <plan_sizes Cap>
+struct bounded_plan {
+  fixed_plan<Cap> plan;
+  plan_sizes used{};
+  bool fits = false;  // else `plan` is empty: the tables needed more than Cap
+};
+template <plan_sizes Cap>
+constexpr bounded_plan<Cap> fix_within(const dyn_plan& p) {
+  bounded_plan<Cap> r;
+  r.used = sizes_of(p);
+  r.fits = fits_within(r.used, Cap);
+  if (r.fits) r.plan = fix<Cap>(p, r.used);
+  return r;
 }
 
 /// What compile() does after flattening: gradients resolved, then the plan.

@@ -233,3 +233,33 @@ TEST_CASE("init: Glorot uniform for matrices, zeros for biases, seeded by (seed,
   CHECK(std::equal(av.begin(), av.end(), p4.get<"A">().begin()));
   for (float v : p1.get<"B">()) CHECK(std::abs(v) <= std::sqrt(6.0 / 30));
 }
+
+TEST_CASE("one analysis: tables of guessed sizes, copied into exact ones; too small a guess is detected", "[planner]") {
+  constexpr auto x = cg::input<"x", double, 4, 3>;
+  constexpr auto W = cg::param<"W", double, 3, 3>;
+  constexpr auto loss = cg::sum(cg::tanh(cg::matmul(cg::tanh(cg::matmul(x, W)), W)));
+  using G = decltype(cg::grad(loss));
+  using P = cg::program<decltype(loss), G>;
+  // The guess held, and the plan's sizes are those of the analysis.
+  STATIC_REQUIRE(P::first.fits);
+  constexpr cg::plan_sizes z = cg::sizes_of(cg::detail::analyse<decltype(loss), G>());
+  STATIC_REQUIRE(z.kernels == P::sizes.kernels);
+  STATIC_REQUIRE(z.fused == P::sizes.fused);
+  STATIC_REQUIRE(z.order == P::sizes.order);
+  STATIC_REQUIRE(z.operands == P::sizes.operands);
+  STATIC_REQUIRE(z.params == P::sizes.params);
+  STATIC_REQUIRE(cg::fits_within(P::sizes, P::capacity));
+  // Tables too small for the plan: not a truncated plan, a plan that says it does not fit.
+  constexpr cg::plan_sizes tiny{1, 1, 1, 1, 1, 1, 1};
+  constexpr auto small = cg::fix_within<tiny>(cg::detail::analyse<decltype(loss), G>());
+  STATIC_REQUIRE(!small.fits);
+  STATIC_REQUIRE(small.used.order == P::sizes.order);
+  // The exact plan equals the plan copied from the guessed tables.
+  constexpr auto exact = cg::fix_within<P::sizes>(cg::detail::analyse<decltype(loss), G>());
+  STATIC_REQUIRE(exact.fits);
+  for (std::size_t i = 0; i < P::sizes.order; ++i) {
+    CHECK(exact.plan.order[i].fused == P::plan.order[i].fused);
+    CHECK(exact.plan.order[i].index == P::plan.order[i].index);
+  }
+  STATIC_REQUIRE(exact.plan.arena_bytes == P::plan.arena_bytes);
+}

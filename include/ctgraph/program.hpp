@@ -142,6 +142,41 @@ constexpr int grad_position(const char* name) {
   const int at[] = {grad_within<O>(name)...};
   return position_among_outputs<O...>(at);
 }
+// The descriptions below one compile() argument, appended to `roots`.
+template <class O>
+constexpr void push_roots(std::vector<const node_desc*>& roots) {
+  if constexpr (is_grads<O>::value)
+    [&]<class Y, class... X>(grads<Y, X...>*) {
+      (roots.push_back(&Y::desc), ..., roots.push_back(&X::desc));
+    }(static_cast<O*>(nullptr));
+  else if constexpr (is_param_grads<O>::value)
+    [&]<class Y>(param_grads<Y>*) { roots.push_back(&Y::desc); }(static_cast<O*>(nullptr));
+  else
+    roots.push_back(&O::desc);
+}
+/// Table sizes one analysis of compile(Outs...) fits in, guessed from the number of distinct
+/// expression nodes below the outputs (a walk over their descriptions, far cheaper than the
+/// analysis): a graph with its gradients has a few times as many nodes as its forward part.
+/// A guess too small costs a second analysis (program), never a wrong plan.
+template <class... Outs>
+constexpr plan_sizes capacity_guess() {
+  std::vector<const node_desc*> stack;
+  (push_roots<Outs>(stack), ...);
+  desc_map seen;
+  std::size_t n = 0;
+  while (!stack.empty()) {
+    const node_desc* d = stack.back();
+    stack.pop_back();
+    if (seen.find(d)) continue;
+    seen.put(d, 0);
+    ++n;
+    for (int k = 0; k < d->n_in; ++k) stack.push_back(d->in[k]);
+    for (int k = 0; k < d->n_body; ++k) stack.push_back(d->body[k]);
+  }
+  const std::size_t outputs = (output_count<Outs>() + ...), steps = 4 * (n + outputs) + 32;
+  return plan_sizes{steps,     steps,          2 * steps,     n, n, outputs, 6 * steps, n + 4,
+                    2 * steps, 4 * steps + 64, 4 * steps + 64};
+}
 /// Flattens compile()'s arguments and plans the graph.
 template <class... Outs>
 constexpr dyn_plan analyse() {
@@ -156,15 +191,17 @@ constexpr dyn_plan analyse() {
 /// A compiled graph: its plan, computed once per list of outputs.
 template <class... Outs>
 struct program {
+  /// The graph is analysed once, into tables of guessed sizes (a constant expression cannot
+  /// keep its heap, so the plan's own sizes are known only after the analysis); the plan is
+  /// then copied into tables of its exact sizes. When the guess is too small, it is analysed
+  /// a second time.
+  static constexpr plan_sizes capacity = detail::capacity_guess<Outs...>();
+  static constexpr bounded_plan<capacity> first = fix_within<capacity>(detail::analyse<Outs...>());
   /// How many steps, leaves and outputs the plan has: the sizes of its arrays.
-  static constexpr plan_sizes sizes = [] {
-    dyn_plan p = detail::analyse<Outs...>();
-    return plan_sizes{p.kernels.size(), p.fused.size(),   p.order.size(),      p.inputs.size(),
-                      p.params.size(),  p.outputs.size(), p.in_locs.size(),    p.scans.size(),
-                      p.body_order.size(), p.scan_slots.size(), p.scan_copies.size()};
-  }();
+  static constexpr plan_sizes sizes = first.fits ? first.used : sizes_of(detail::analyse<Outs...>());
   /// The plan: steps in order, arena offsets, leaf and output tables.
-  static constexpr fixed_plan<sizes> plan = fix<sizes>(detail::analyse<Outs...>());
+  static constexpr fixed_plan<sizes> plan =
+      first.fits ? fix<sizes>(first.plan) : fix<sizes>(detail::analyse<Outs...>(), sizes);
   static_assert(plan.error != plan_error::duplicate_name,
                 "ctgraph: two different leaves (inputs or params) share one name");
 
