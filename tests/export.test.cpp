@@ -41,7 +41,7 @@ parsed_dot parse(const std::string& dot) {
   std::regex node_re(R"re(^\s*(n\d+) \[label="((?:[^"\\]|\\.)*)")re");
   std::regex edge_re(R"re(^\s*(n\d+) -> (n\d+))re");
   std::regex cluster_re(R"re(^\s*subgraph cluster_\w+ \{)re");
-  std::regex cluster_label_re(R"re(^\s*label="([^"]*)"; style=dashed)re");
+  std::regex cluster_label_re(R"re(^\s*label="([^"]*)"; style=)re");
   std::vector<std::pair<std::string, std::string>> raw_edges;
   std::size_t start = 0;
   while (start < dot.size()) {
@@ -237,4 +237,46 @@ TEST_CASE("to_dot: writes the MLP's graph for `dot -Tsvg` (CTest fixture)", "[.]
   REQUIRE(path != nullptr);
   std::ofstream(path) << cg::to_dot(loss, grads);
   CHECK(std::ifstream(path).good());
+}
+
+TEST_CASE("to_dot: a scan, its cell as a cluster, its block of the arena", "[export][dot][scan]") {
+  constexpr auto xs = cg::input<"xs", float, 5, 2, 3>;
+  constexpr auto h0 = cg::input<"h0", float, 2, 4>;
+  constexpr auto U = cg::param<"U", float, 4, 4>;
+  constexpr auto Wx = cg::param<"Wx", float, 3, 4>;
+  constexpr auto r = cg::scan(
+      [](auto hc, auto xt) {
+        auto n = cg::tanh(cg::matmul(xt, Wx) + cg::matmul(hc, U));
+        return std::tuple{n, n};
+      },
+      h0, xs);
+  constexpr auto l = cg::sum(r.outputs);
+  constexpr const auto& g = cg::export_graph(l, cg::grad(l));
+  int scans = 0, in_cell = 0, roots = 0;
+  for (int i = 0; i < g.count; ++i) {
+    const cg::export_node& e = g.nodes[i];
+    for (int k = 0; k < e.n_in; ++k) CHECK(g.in(i, k) < i);
+    if (e.cls == cg::op_class::scan) {
+      ++scans;
+      CHECK(e.block > 0);
+    }
+    if (e.cell >= 0) {
+      ++in_cell, roots += e.root;
+      CHECK(g.nodes[e.cell].cls == cg::op_class::scan);
+    }
+  }
+  CHECK(scans == 2);  // the forward loop and its backpropagation through time
+  CHECK(in_cell > 4);
+  CHECK(roots >= 2);
+  const std::string dot = cg::to_dot(l, cg::grad(l));
+  INFO(dot);
+  const parsed_dot p = parse(dot);
+  int cells = 0;
+  for (const auto& c : p.clusters) cells += c.starts_with("cell of scan n");
+  CHECK(cells == 2);
+  CHECK(count_labels(p, "scan, 5 steps\nblock of") == 1);
+  CHECK(count_labels(p, "scan, 5 steps, reverse\nblock of") == 1);
+  CHECK(count_labels(p, "carry 0\n[2, 4]") >= 1);
+  CHECK(count_labels(p, "lifted x_t") >= 1);   // xs Wx, for all steps before the loop
+  CHECK(has_edge(p, "U\n", "matmul [2, 4]"));  // a free value read inside the cell
 }

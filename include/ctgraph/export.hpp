@@ -33,6 +33,9 @@ struct export_node {
   int step = -1;                    ///< index of the step computing it, in run order; -1: leaf or inlined constant
   int fused = -1;                   ///< index of the elementwise loop it runs in; -1: kernel step, leaf or constant
   int output = -1;                  ///< first position among compile()'s outputs; -1: not an output
+  int cell = -1;                    ///< a node of a scan's cell: the index (in nodes) of that scan; -1: not in a cell
+  bool root = false;                ///< in a cell: a next carry or an output of each step
+  long block = 0;  ///< a scan: the bytes of its block of the arena (its carries' buffers and its cell's arena)
 };
 
 /// A compiled graph as a flat table, for exports: the nodes a step computes (after pruning
@@ -99,6 +102,48 @@ constexpr graph_export<Z[0], Z[1]> make_graph_export() {
     for (std::size_t k = 0; k + 1 < swept.size(); k += 2) e.backward |= swept[k] <= n && n < swept[k + 1];
     e.step = trace.step[n];
     if (e.step >= 0 && plan.order[e.step].fused) e.fused = plan.order[e.step].index;
+  }
+  // Each scan's cell: what its roots reach down to its bound values (placeholders, shown in
+  // the cell) and to its operands (the free values, outside).
+  for (int n = 0; n < b.size(); ++n) {
+    if (id[n] < 0 || b[n].op->cls != op_class::scan) continue;
+    const scan_layout l = scan_layout_of(b[n]);
+    const int scan = id[n];
+    if (const int st = g.nodes[scan].step; st >= 0 && !plan.order[st].fused)
+      g.nodes[scan].block = plan.scans[plan.kernels[plan.order[st].index].a.i[0]].block_bytes;
+    std::vector<int> stack;
+    for (int k = 0; k < l.C + l.Y; ++k) stack.push_back(b.body(n, l.next_carry(0) + k));
+    std::vector<char> outside(b.size(), 0);
+    for (int k = 0; k < b[n].n_in; ++k) outside[b.in(n, k)] = 1;
+    std::vector<int> cell;
+    while (!stack.empty()) {
+      const int m = stack.back();
+      stack.pop_back();
+      if (id[m] != -1 || outside[m]) continue;
+      id[m] = -2;  // seen; numbered below, operands first
+      cell.push_back(m);
+      if (b[m].op->cls == op_class::placeholder) continue;
+      for (int k = 0; k < b[m].n_in; ++k) stack.push_back(b.in(m, k));
+    }
+    std::sort(cell.begin(), cell.end());
+    std::vector<char> root(b.size(), 0);
+    for (int k = 0; k < l.C + l.Y; ++k) root[b.body(n, l.next_carry(0) + k)] = 1;
+    for (int m : cell) {
+      const node& nd = b[m];
+      id[m] = g.count;
+      export_node& e = g.nodes[g.count++];
+      e.op = nd.op->name;
+      e.cls = nd.op->cls;
+      e.type = nd.type;
+      e.s = nd.out;
+      e.a = nd.a;
+      e.n_in = nd.n_in;
+      e.first_in = used;
+      for (int k = 0; k < nd.n_in; ++k) g.operands[used++] = id[b.in(m, k)];
+      e.cell = scan;
+      e.root = root[m];
+      for (std::size_t k = 0; k + 1 < swept.size(); k += 2) e.backward |= swept[k] <= m && m < swept[k + 1];
+    }
   }
   for (std::size_t k = 0; k < outs.size(); ++k) {
     export_node& e = g.nodes[id[outs[k]]];
@@ -171,7 +216,8 @@ std::string dot_text(const graph_export<N, M>& g) {
   s += format_rt(
       "  graph [rankdir=TB, fontname=\"Helvetica\", fontsize=10, labelloc=t, label=\"ctgraph: {} nodes, {} steps ({} "
       "elementwise loops)\\lblue: forward, orange: gradient (reverse sweep), gold: params, green: inputs\\l"
-      "dashed box: nodes fused into one loop; double border: an output\\l\"];\n",
+      "dashed box: nodes fused into one loop; purple box: a scan's cell, run at each step; double border: an "
+      "output\\l\"];\n",
       g.count, g.steps, g.loops);
   s += "  node [fontname=\"Helvetica\", fontsize=10, shape=box, style=\"rounded,filled\", color=\"#4a6f8a\"];\n";
   s += "  edge [color=\"#555555\", arrowsize=0.6];\n";
@@ -179,7 +225,7 @@ std::string dot_text(const graph_export<N, M>& g) {
   std::vector<int> members(static_cast<std::size_t>(g.loops) + 1, 0);
   for (int i = 0; i < g.count; ++i)
     if (g.nodes[i].fused >= 0) ++members[g.nodes[i].fused];
-  auto clustered = [&](const auto& e) { return e.fused >= 0 && members[e.fused] > 1; };
+  auto clustered = [&](const auto& e) { return (e.fused >= 0 && members[e.fused] > 1) || e.cell >= 0; };
   auto node_line = [&](int i) {
     const auto& e = g.nodes[i];  // auto: dependent, see above
     std::string label, extra;
@@ -193,6 +239,15 @@ std::string dot_text(const graph_export<N, M>& g) {
       label = format_rt("{} {}", e.a.value(), e.s);
       fill = "#eeeeee";
       extra = ", shape=plaintext, style=\"\", fontsize=9";
+    } else if (e.cls == op_class::placeholder) {
+      const char* role[] = {"carry", "x_t", "carry's adjoint", "output's adjoint", "running sum", "lifted x_t"};
+      label = format_rt("{} {}\\n{}", role[e.a.i[0] >= 0 && e.a.i[0] < 6 ? e.a.i[0] : 0], e.a.i[1], e.s);
+      fill = "#e8e0f5";
+      extra = ", shape=ellipse";
+    } else if (e.cls == op_class::scan) {
+      label = format_rt("scan, {} steps{}\\nblock of {} bytes", e.a.i[4], e.a.i[3] & 1 ? ", reverse" : "",
+                        grouped(e.block));
+      if (e.step >= 0) label += format_rt("\\nstep {}", e.step);
     } else {
       label = format_rt("{} {}", e.op, e.s);
       if (std::string_view(e.op) == "matmul" && (e.a.i[0] || e.a.i[1]))
@@ -219,6 +274,16 @@ std::string dot_text(const graph_export<N, M>& g) {
       if (g.nodes[i].fused == f) s += "    " + node_line(i);
     s += "  }\n";
   }
+  for (int c = 0; c < g.count; ++c) {  // each scan's cell: a cluster
+    if (g.nodes[c].cls != op_class::scan) continue;
+    s += format_rt(
+        "  subgraph cluster_cell_{} {{\n    label=\"cell of scan n{} (run {} times)\"; style=\"rounded\"; "
+        "color=\"#7a5fa8\"; fontcolor=\"#7a5fa8\";\n",
+        c, c, g.nodes[c].a.i[4]);
+    for (int i = 0; i < g.count; ++i)
+      if (g.nodes[i].cell == c) s += "    " + node_line(i);
+    s += "  }\n";
+  }
   for (int i = 0; i < g.count; ++i)
     if (!clustered(g.nodes[i])) s += "  " + node_line(i);
   for (int i = 0; i < g.count; ++i) {
@@ -229,6 +294,7 @@ std::string dot_text(const graph_export<N, M>& g) {
       if (again) continue;
       s += format_rt("  n{} -> n{}{};\n", g.in(i, k), i, e.backward ? " [color=\"#c0642a\"]" : "");
     }
+    if (e.root) s += format_rt("  n{} -> n{} [style=dashed, color=\"#7a5fa8\"];\n", i, e.cell);
   }
   s += "}\n";
   return s;
@@ -238,8 +304,11 @@ std::string dot_text(const graph_export<N, M>& g) {
 /// Graphviz text of the graph compile(e...) plans, forward and backward: one node per graph
 /// node ("matmul [300, 64]"; leaves show their name), an edge from each operand to its
 /// consumer, gradient nodes (made by the reverse sweep) in orange, params in gold, inputs
-/// in green, outputs with a double border, and each elementwise loop that runs several
-/// nodes as a dashed cluster "fused loop k". Render with `dot -Tsvg graph.dot -o graph.svg`.
+/// in green, outputs with a double border, each elementwise loop that runs several
+/// nodes as a dashed cluster "fused loop k", and each scan's cell as a purple cluster "cell of
+/// scan nK" (its placeholders: the carries and x_t a step binds; dashed edges from its next
+/// carries and outputs to the scan, whose label gives its steps and its block of the arena). Render with `dot -Tsvg
+/// graph.dot -o graph.svg`.
 /// @param e what compile() takes: expressions and what grad(y) and grad(y, x1, x2, ...) return
 template <class... O>
 std::string to_dot(O... e) {
