@@ -614,9 +614,9 @@ constexpr fixed_plan<Z> fix(const P& p, const plan_sizes& n = Z) {
 /// sizes are not known before it ran (program, include/ctgraph/program.hpp).
 template <plan_sizes Cap>
 struct bounded_plan {
-  fixed_plan<Cap> plan;
-  plan_sizes used{};
-  bool fits = false;  // else `plan` is empty: the tables needed more than Cap
+  fixed_plan<Cap> plan;  ///< the plan, when it fits
+  plan_sizes used{};     ///< the sizes of its tables
+  bool fits = false;     ///< else `plan` is empty: the tables needed more than Cap
 };
 template <plan_sizes Cap>
 constexpr bounded_plan<Cap> fix_within(const dyn_plan& p) {

@@ -21,6 +21,9 @@
 
 #include "../graph/scan.hpp"
 #include "elementwise.hpp"
+#include "matmul.hpp"
+#include "reduce.hpp"
+#include "shape_ops.hpp"
 
 namespace ctgraph {
 
@@ -91,17 +94,69 @@ constexpr void scan_op::vjp(vjp_ctx& c) {
   targets.insert(targets.end(), frees.begin(), frees.end());
   const std::vector<char> cut(targets.size(), 1);
   const std::vector<int> adj = reverse_sweep(b, ys, seeds, targets, &op_info_of<add_op>, &cut);
-  // Next carries: the carry's adjoint, then a running sum for each free value wanted.
+  // Next carries: the carry's adjoint, then a running sum for each free value wanted. A term
+  // of that sum that is a product over the rows of two per-step values (dW_hh = sum_t
+  // dpre_t^T h_{t-1}), or a sum over a step's rows (db_hh), is left out of the loop: its
+  // per-step values become outputs of the loop, stacked, and the sum over all steps is one
+  // gemm (or one reduction) over their [T * B] rows after it, as cuDNN does.
   for (int k = 0; k < l.C; ++k) bw.next.push_back(adj[k]);
+  std::vector<char> per_step(b.size(), 0);  // depends on a placeholder: a value of one step
+  for (int m = 0; m < b.size(); ++m) {
+    per_step[m] = b[m].op->cls == op_class::placeholder;
+    for (int j = 0; j < b[m].n_in && !per_step[m]; ++j) per_step[m] = per_step[b.in(m, j)];
+  }
+  // Per-step value id over all steps, [T, ...]: what the forward scan keeps of it, or its
+  // sequence, or else (encoded -2 - j) output j of the backward loop, added here.
+  std::vector<int> kept_at(b.size(), -1);
+  for (int k = 0; k < (l.remat ? l.C : l.D); ++k) kept_at[b.body(n, l.saveable(k))] = project(b, n, l.C + l.Y + k);
+  for (int k = 0; k < l.S; ++k) kept_at[b.body(n, l.step_bound(k))] = b.in(n, l.C + k);
+  for (std::size_t k = 0; k < bw.step_bound.size(); ++k) kept_at[bw.step_bound[k]] = bw.seqs[k];  // outputs' adjoints
+  auto stacked_of = [&](int id) {
+    if (id < static_cast<int>(kept_at.size()) && kept_at[id] >= 0) return kept_at[id];
+    for (std::size_t j = 0; j < bw.outs.size(); ++j)
+      if (bw.outs[j] == id) return -2 - static_cast<int>(j);
+    bw.outs.push_back(id);
+    return -1 - static_cast<int>(bw.outs.size());
+  };
+  struct deferred {
+    int free, u, v;  // free value k; u and v over all steps (stacked_of; v == -1: a sum of u's rows)
+  };
+  std::vector<deferred> after;
   std::vector<int> acc_of(l.F, -1);
   for (int k = 0; k < l.F; ++k) {
     if (!c.wants[l.C + l.S + k]) continue;
     const node fk = b[frees[k]];
+    std::vector<int> terms, rest, stack{adj[l.C + l.S + k]};
+    while (!stack.empty()) {  // the terms of the adjoint's sum
+      const int t = stack.back();
+      stack.pop_back();
+      const node& nt = b[t];
+      if (nt.op == &op_info_of<add_op> && b[b.in(t, 0)].out == nt.out && b[b.in(t, 1)].out == nt.out)
+        stack.push_back(b.in(t, 0)), stack.push_back(b.in(t, 1));
+      else
+        terms.push_back(t);
+    }
+    for (int t : terms) {
+      const node nt = b[t];
+      const int x = nt.n_in ? b.in(t, 0) : -1, y = nt.n_in > 1 ? b.in(t, 1) : -1;
+      const bool rows2 = x >= 0 && per_step[x] && b[x].out.rank == 2;
+      if (nt.op == &op_info_of<matmul_op> && nt.a.i[0] == 1 && nt.a.i[1] == 0 && rows2 && per_step[y] &&
+          b[y].out.rank == 2) {
+        after.push_back({k, stacked_of(x), stacked_of(y)});
+      } else if (nt.op == &op_info_of<sum_op> && rows2 && nt.out.rank == 1 && sum_to(ref{&b, x}, nt.out).id == t) {
+        after.push_back({k, stacked_of(x), -1});
+      } else {
+        rest.push_back(t);
+      }
+    }
+    if (rest.empty()) continue;
+    int sum = rest[0];
+    for (std::size_t j = 1; j < rest.size(); ++j) sum = b.make(&op_info_of<add_op>, {}, {sum, rest[j]});
     const int acc = placeholder(b, 4, k, tag, fk.out, fk.type);
     acc_of[k] = static_cast<int>(bw.carry_bound.size());
     bw.carry_bound.push_back(acc);
     bw.inits.push_back(b.constant(0.0, fk.out, fk.type));
-    bw.next.push_back(b.make(&op_info_of<add_op>, {}, {acc, adj[l.C + l.S + k]}));
+    bw.next.push_back(b.make(&op_info_of<add_op>, {}, {acc, sum}));
   }
   // Outputs: x_t's adjoint, for each sequence wanted.
   std::vector<int> out_of(l.S, -1);
@@ -120,6 +175,19 @@ constexpr void scan_op::vjp(vjp_ctx& c) {
     if (out_of[k] >= 0) c.din[l.C + k] = project(b, bid, bc + out_of[k]);
   for (int k = 0; k < l.F; ++k)
     if (acc_of[k] >= 0) c.din[l.C + l.S + k] = project(b, bid, acc_of[k]);
+  auto rows = [&](int at) {  // a value over all steps (stacked_of), [T, B, M], as [T * B, M]
+    const ref o{&b, at >= 0 ? at : project(b, bid, bc + (-2 - at))};
+    shape r;
+    r.rank = 2;
+    r.d[0] = o.shape_of().d[0] * o.shape_of().d[1], r.d[1] = o.shape_of().d[2];
+    return reshape(o, r);
+  };
+  for (const deferred& d : after) {
+    const shape fs = b[frees[d.free]].out;
+    const ref g = d.v != -1 ? matmul(rows(d.u), rows(d.v), true, false) : sum_to(rows(d.u), fs);
+    int& din = c.din[l.C + l.S + d.free];
+    din = din < 0 ? g.id : b.make(&op_info_of<add_op>, {}, {din, g.id});
+  }
 }
 
 /// Options of cg::scan: the direction, and whether backpropagation through time keeps every

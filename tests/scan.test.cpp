@@ -182,8 +182,9 @@ std::vector<cg::shape> matmuls(const Plan& p, const Order& order, int begin, int
 }
 }  // namespace
 
-TEST_CASE("scan: x_t W runs for all steps as one gemm before the loop, its dW as one gemm after", "[scan][lift]") {
-  auto step = cg::compile(loss_scan, cg::grad(loss_scan, W, U, xs));
+TEST_CASE("scan: x_t W runs for all steps as one gemm before the loop, dW, dU and dV as one gemm each after",
+          "[scan][lift]") {
+  auto step = cg::compile(loss_scan, cg::grad(loss_scan, W, U, V, xs));
   const auto& p = decltype(step)::plan;
   REQUIRE(p.scans.size() >= 2);  // the forward scan and its BPTT scan
   const auto& fwd = p.scans[0];
@@ -201,8 +202,16 @@ TEST_CASE("scan: x_t W runs for all steps as one gemm before the loop, its dW as
   }
   CHECK(stacked == 3);
   CHECK(dW == 1);
-  // The BPTT cell no longer sums a dW per step: it reads no xs slice, and computes no [In, H] product.
+  // The BPTT cell sums no weight gradient per step: dU = sum_t h_{t-1}^T d pre_t and
+  // dV = sum_t n_t^T d y_t are one gemm each over the [T * B] rows of the values the loops
+  // keep, after the backward loop; the cell only carries d h back (d pre_t U^T).
   const auto& bw = p.scans[1];
-  for (const cg::shape& s : matmuls(p, p.body_order, bw.order_begin, bw.order_end))
-    CHECK(!(s.rank == 2 && s.d[0] == In && s.d[1] == H));
+  const auto bw_cell = matmuls(p, p.body_order, bw.order_begin, bw.order_end);
+  CHECK(bw_cell.size() == 1);
+  for (const cg::shape& s : bw_cell) CHECK(s.d[0] == B);
+  int dU = 0, dV = 0;
+  for (const cg::shape& s : outer)
+    dU += s.rank == 2 && s.d[0] == H && s.d[1] == H, dV += s.rank == 2 && s.d[0] == H && s.d[1] == 2;
+  CHECK(dU == 1);
+  CHECK(dV == 1);
 }

@@ -191,11 +191,13 @@ constexpr dyn_plan analyse() {
 /// A compiled graph: its plan, computed once per list of outputs.
 template <class... Outs>
 struct program {
-  /// The graph is analysed once, into tables of guessed sizes (a constant expression cannot
-  /// keep its heap, so the plan's own sizes are known only after the analysis); the plan is
-  /// then copied into tables of its exact sizes. When the guess is too small, it is analysed
-  /// a second time.
+  // The graph is analysed once, into tables of guessed sizes (a constant expression cannot
+  // keep its heap, so the plan's own sizes are known only after the analysis); the plan is
+  // then copied into tables of its exact sizes. When the guess is too small, it is analysed
+  // a second time.
+  /// Table sizes guessed for the one analysis: a few times the expression's distinct nodes.
   static constexpr plan_sizes capacity = detail::capacity_guess<Outs...>();
+  /// The analysis in tables of sizes `capacity`, and whether it fit.
   static constexpr bounded_plan<capacity> first = fix_within<capacity>(detail::analyse<Outs...>());
   /// How many steps, leaves and outputs the plan has: the sizes of its arrays.
   static constexpr plan_sizes sizes = first.fits ? first.used : sizes_of(detail::analyse<Outs...>());
