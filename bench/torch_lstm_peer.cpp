@@ -36,6 +36,70 @@ lstm_step make_lstm_step(const lstm_problem& p) {
   return step;
 }
 
+namespace {
+struct seq2seq_state : torch::nn::Module {
+  torch::nn::Embedding src_emb, tgt_emb;
+  torch::nn::LSTM enc;
+  torch::nn::LSTMCell dec;
+  torch::nn::Linear Wh, Ws, v, out;
+  torch::Tensor src, tgt_in, tgt_out;
+  explicit seq2seq_state(const seq2seq_problem& p)
+      : src_emb(register_module("src_emb", torch::nn::Embedding(p.V, p.E))),
+        tgt_emb(register_module("tgt_emb", torch::nn::Embedding(p.V, p.E))),
+        enc(register_module("enc", torch::nn::LSTM(torch::nn::LSTMOptions(p.E, p.H)))),
+        dec(register_module("dec", torch::nn::LSTMCell(p.E + p.H, p.H))),
+        Wh(register_module("Wh", torch::nn::Linear(torch::nn::LinearOptions(p.H, p.H).bias(false)))),
+        Ws(register_module("Ws", torch::nn::Linear(p.H, p.H))),
+        v(register_module("v", torch::nn::Linear(torch::nn::LinearOptions(p.H, 1).bias(false)))),
+        out(register_module("out", torch::nn::Linear(2 * p.H, p.V))),
+        src(torch::randint(1, p.V, {p.S, p.B}, torch::kLong)),
+        tgt_in(torch::randint(1, p.V, {p.T, p.B}, torch::kLong)),
+        tgt_out(torch::randint(1, p.V, {p.T, p.B}, torch::kLong)) {}
+  torch::Tensor loss(int T, int V) {
+    auto [enc_out, state] = enc->forward(src_emb->forward(src));  // [S, B, H]
+    torch::Tensor h = std::get<0>(state)[0], c = std::get<1>(state)[0];
+    const torch::Tensor keys = Wh->forward(enc_out);  // once, outside the loop
+    const torch::Tensor emb = tgt_emb->forward(tgt_in);
+    std::vector<torch::Tensor> logits;
+    for (int t = 0; t < T; ++t) {
+      const torch::Tensor e = v->forward(torch::tanh(keys + Ws->forward(h).unsqueeze(0))).squeeze(-1);  // [S, B]
+      const torch::Tensor a = torch::softmax(e, 0);
+      const torch::Tensor ctx = (a.unsqueeze(-1) * enc_out).sum(0);  // [B, H]
+      std::tie(h, c) = dec->forward(torch::cat({emb[t], ctx}, 1), std::make_tuple(h, c));
+      logits.push_back(out->forward(torch::cat({h, ctx}, 1)));
+    }
+    return torch::nn::functional::cross_entropy(torch::stack(logits).view({-1, V}), tgt_out.view({-1}),
+                                                torch::nn::functional::CrossEntropyFuncOptions().ignore_index(0));
+  }
+};
+struct seq2seq_run {
+  std::shared_ptr<seq2seq_state> m;
+  torch::optim::Adam adam;
+  seq2seq_run(const seq2seq_problem& p)
+      : m(std::make_shared<seq2seq_state>(p)), adam(m->parameters(), torch::optim::AdamOptions(p.lr)) {}
+};
+}  // namespace
+
+lstm_step make_seq2seq_step(const seq2seq_problem& p, bool forward_only) {
+  torch::manual_seed(0);
+  auto st = std::make_shared<seq2seq_run>(p);
+  lstm_step step;
+  for (const auto& w : st->m->parameters()) step.params += w.numel();
+  const int T = p.T, V = p.V;
+  if (forward_only)
+    step.run = [st, T, V] {
+      torch::NoGradGuard no_grad;
+      st->m->loss(T, V);
+    };
+  else
+    step.run = [st, T, V] {
+      st->adam.zero_grad();
+      st->m->loss(T, V).backward();
+      st->adam.step();
+    };
+  return step;
+}
+
 void set_threads(int threads) { at::set_num_threads(threads); }
 std::string version() { return TORCH_VERSION; }
 

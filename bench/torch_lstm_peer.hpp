@@ -22,6 +22,17 @@ struct lstm_step {
 /// torch::nn::LSTM(In, H), one layer, with torch::optim::Adam over its parameters; seeded (0).
 lstm_step make_lstm_step(const lstm_problem& p);
 
+/// Issue 12's encoder-decoder: Embedding(V, E) for source and target, an LSTM(E, H) encoder, an
+/// LSTMCell(E + H, H) decoder on [embedded previous token; context], Bahdanau attention (Wh: H -> H without
+/// bias on the encoder's outputs, Ws: H -> H on the decoder's state, v: H -> 1 without bias), Linear(2H, V) on
+/// [h; context], cross-entropy with ignore_index 0; source [S, B], T target steps, random tokens in [1, V).
+struct seq2seq_problem {
+  int S, T, B, V, E, H;
+  double lr = 1e-3;  // Adam
+};
+/// One training step (forward, backward, Adam), or with forward_only the forward and loss alone.
+lstm_step make_seq2seq_step(const seq2seq_problem& p, bool forward_only);
+
 void set_threads(int threads);
 std::string version();
 

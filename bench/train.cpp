@@ -2,6 +2,11 @@
 // cores); bench/run_train_bench.sh runs them under tcmalloc at 1 and 2 threads.
 //   lstm/<impl>: one LSTM layer, In=64, H=128, input [T=20, B=32, 64] float; loss = output.sum(),
 //     backward, one Adam step (lr 1e-3). Counters: params (4H (In + H) + 8H = 99,328), GFLOPS.
+//   seq2seq/<impl>, seq2seq/<impl>/forward: issue 12's encoder-decoder (309,536 params): Embedding(32, 64)
+//     for source and target, an LSTM(64, 128) encoder over [S=20, B=32], an LSTMCell(64 + 128, 128) decoder
+//     over T=20 steps with Bahdanau attention (Wh, Ws, v), Linear(256, 32) on [h; context], cross-entropy
+//     with ignore_index 0; a training step (Adam, lr 1e-3) and the forward alone. GFLOPS count the gemms
+//     of the forward (seq2seq_forward_flops) and, for a training step, three times that.
 //   lstm_gates/ctgraph/{forward,backward}, gru_gates/ctgraph/{forward,backward}: the fused gate kernels
 //     of one step at B=32, H=128 (a T=20 sequence costs 20 of them), with the bytes they move.
 //
@@ -150,12 +155,85 @@ std::function<void()> make() {
 }
 }  // namespace lstm_model
 
+// seq2seq/ctgraph: the encoder-decoder of tests/seq2seq.test.cpp at issue 12's sizes.
+namespace seq2seq_model {
+namespace cg = ctgraph;
+namespace nn = ctgraph::nn;
+constexpr int S = 20, T = 20, B = 32, V = 32, E = 64, H = 128;
+constexpr long long params = 309536;
+double forward_flops() {
+  const double enc = 2.0 * S * B * 4 * H * (E + H), keys = 2.0 * S * B * H * H;
+  const double step = 2.0 * B * H * H + 4.0 * S * B * H + 2.0 * B * 4 * H * (E + 2 * H) + 2.0 * B * V * 2 * H;
+  return enc + keys + T * step;
+}
+constexpr auto src = cg::input<"src", int, S, B>;
+constexpr auto tgt_in = cg::input<"tgt_in", int, T, B>;
+constexpr auto tgt_out = cg::input<"tgt_out", int, T, B>;
+constexpr auto enc = nn::lstm<"enc", H>(nn::embedding<"src_emb", V, E>(src));
+constexpr auto dec = cg::scan(
+    [](auto carry, auto y_prev) {
+      auto [h, c] = carry;
+      auto a = nn::additive_attention<"attn", H>(h, enc.output);
+      auto st = nn::lstm_cell<"dec", H>(cg::concat<1>(y_prev, a.context), h, c);
+      return std::tuple{std::tuple{st.h, st.c}, nn::linear<"out", V>(cg::concat<1>(st.h, a.context))};
+    },
+    std::tuple{cg::reshape<B, H>(enc.h), cg::reshape<B, H>(enc.c)}, nn::embedding<"tgt_emb", V, E>(tgt_in));
+constexpr auto loss = cg::cross_entropy(dec.outputs, tgt_out, cg::ignore_index<0>);
+constexpr auto grads = cg::grad(loss);
+std::vector<int> tokens(int n, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::uniform_int_distribution<int> u(1, V - 1);
+  std::vector<int> v(static_cast<std::size_t>(n));
+  for (int& t : v) t = u(gen);
+  return v;
+}
+struct data {
+  std::vector<int> src = tokens(S * B, 1), tgt_in = tokens(T * B, 2), tgt_out = tokens(T * B, 3);
+};
+struct train_state : data {
+  decltype(cg::compile(loss, grads)) step = cg::compile(loss, grads);
+  decltype(cg::parameters_of(step)) params = cg::parameters_of(step);
+  decltype(cg::adam(params)) opt{params, cg::adam_options{.lr = 1e-3}};
+};
+struct forward_state : data {
+  decltype(cg::compile(loss)) step = cg::compile(loss);
+  decltype(cg::parameters_of(step)) params = cg::parameters_of(step);
+};
+template <class P>
+void check_params(P& p) {
+  long count = 0;
+  p.for_each([&](auto, auto span, const auto&) { count += static_cast<long>(span.size()); });
+  if (count != params) std::fprintf(stderr, "seq2seq/ctgraph: %ld params\n", count);
+}
+std::function<void()> make_train() {
+  auto s = std::make_shared<train_state>();
+  cg::init(s->params, 1);
+  check_params(s->params);
+  std::fprintf(stderr, "seq2seq/ctgraph: arena %ld bytes\n", decltype(s->step)::arena_bytes());
+  return [s] {
+    auto out =
+        s->step.run(s->params, cg::feed<"src">(s->src), cg::feed<"tgt_in">(s->tgt_in), cg::feed<"tgt_out">(s->tgt_out));
+    s->opt.step(s->params, out);
+  };
+}
+std::function<void()> make_forward() {
+  auto s = std::make_shared<forward_state>();
+  cg::init(s->params, 1);
+  return [s] {
+    s->step.run(s->params, cg::feed<"src">(s->src), cg::feed<"tgt_in">(s->tgt_in), cg::feed<"tgt_out">(s->tgt_out));
+  };
+}
+}  // namespace seq2seq_model
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const int threads = omp_get_max_threads();  // OMP_NUM_THREADS, or all cores
 
   register_case("lstm/ctgraph", threads, lstm_step_flops(), 0, double(lstm_params), lstm_model::make);
+  namespace sm = seq2seq_model;
+  register_case("seq2seq/ctgraph", threads, 3 * sm::forward_flops(), 0, double(sm::params), sm::make_train);
+  register_case("seq2seq/ctgraph/forward", threads, sm::forward_flops(), 0, double(sm::params), sm::make_forward);
 
 #ifdef CTGRAPH_HAVE_TORCH
   namespace tp = cb::torch_lstm_peer;
@@ -165,6 +243,13 @@ int main(int argc, char** argv) {
     if (step.params != lstm_params) std::fprintf(stderr, "lstm/libtorch: %lld params\n", step.params);
     return step.run;
   });
+  for (bool fwd : {false, true})
+    register_case(fwd ? "seq2seq/libtorch/forward" : "seq2seq/libtorch", threads, (fwd ? 1 : 3) * sm::forward_flops(),
+                  0, double(sm::params), [fwd] {
+                    tp::lstm_step step = tp::make_seq2seq_step({sm::S, sm::T, sm::B, sm::V, 64, 128, 1e-3}, fwd);
+                    if (step.params != sm::params) std::fprintf(stderr, "seq2seq/libtorch: %lld params\n", step.params);
+                    return step.run;
+                  });
   std::printf("libtorch %s\n", tp::version().c_str());
 #endif
   add_gate_benches(threads);

@@ -62,7 +62,10 @@ template <class Op>
 consteval op_runtime make_op_runtime() {
   op_runtime r;
   r.name = Op::name;
-  if constexpr (requires { &Op::template scalar<float>; }) {
+  if constexpr (requires { &Op::template array<float>; }) {  // an op with its own array loop (tanh: vectorised)
+    r.array_f32 = &Op::template array<float>;
+    r.array_f64 = &Op::template array<double>;
+  } else if constexpr (requires { &Op::template scalar<float>; }) {
     r.array_f32 = &elementwise_array<Op, float>;
     r.array_f64 = &elementwise_array<Op, double>;
   }

@@ -7,6 +7,7 @@
 //     relu: g*heaviside(x)            sqrt: g*0.5/y    step: none (zero almost everywhere)
 #pragma once
 #include <cmath>
+#include <ctgraph/rnn_kernels.hpp>
 
 #include "fwd.hpp"
 
@@ -110,6 +111,14 @@ struct tanh_op : elementwise_op<tanh_op> {
   static T scalar(T a, T) {
     return std::tanh(a);
   }
+  // Fused loops run tiles through this: the gate kernels' vectorised tanh (libm's is a call per element).
+  template <class T>
+  static void array(T* __restrict out, const T* a, int sa, const T*, int, long n) {
+    if (sa)
+      kernels::tanh_array(a, out, n);
+    else
+      for (long i = 0; i < n; ++i) out[i] = std::tanh(a[0]);
+  }
   static constexpr void vjp(vjp_ctx& c) { c.set(0, c.grad() * (1.0 - c.out() * c.out())); }
 };
 struct sigmoid_op : elementwise_op<sigmoid_op> {
@@ -118,6 +127,13 @@ struct sigmoid_op : elementwise_op<sigmoid_op> {
   template <class T>
   static T scalar(T a, T) {
     return T(1) / (T(1) + std::exp(-a));
+  }
+  template <class T>
+  static void array(T* __restrict out, const T* a, int sa, const T*, int, long n) {
+    if (sa)
+      kernels::sigmoid_array(a, out, n);
+    else
+      for (long i = 0; i < n; ++i) out[i] = scalar(a[0], a[0]);
   }
   static constexpr void vjp(vjp_ctx& c) { c.set(0, c.grad() * c.out() * (1.0 - c.out())); }
 };

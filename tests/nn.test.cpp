@@ -13,6 +13,7 @@
 
 #include "gradcheck.hpp"
 #include "testing.hpp"
+#include "torch_reference.hpp"
 
 namespace cg = ctgraph;
 namespace nn = ctgraph::nn;
@@ -190,16 +191,7 @@ TEST_CASE("nn cells: grad of grad against finite differences", "[nn][grad][hvp]"
 }
 
 namespace {
-// Relative error with a floor: |a - b| / max(|b|, floor).
-double rel(double a, double b, double floor) { return std::abs(a - b) / std::max(std::abs(b), floor); }
-
-template <class A, class Bv>
-double worst(const A& a, const Bv& b, double floor) {
-  REQUIRE(a.size() == b.size());
-  double w = 0;
-  for (std::size_t i = 0; i < b.size(); ++i) w = std::max(w, rel(static_cast<double>(a.data()[i]), b.data()[i], floor));
-  return w;
-}
+using torch_reference::worst;
 
 // One LSTM step and the gradients of a loss on h' and c', in element type T, from the same values.
 template <class T>
@@ -259,37 +251,10 @@ TEST_CASE("nn::lstm_cell: float agrees with double", "[nn][lstm][float]") {
 
 namespace {
 // The case `name` that tests/torch/rnn_reference.py wrote, or an empty path (the test then skips, saying why).
-std::filesystem::path reference_case(const char* name) {
-  const char* dir = std::getenv("CTGRAPH_NN_REFERENCE");
-  if (!dir || !*dir) {
-    WARN(
-        "skipped: CTGRAPH_NN_REFERENCE is not set: no python3 with torch at configure time "
-        "(CTGRAPH_TORCH_PYTHON), or the test binary was run by hand");
-    return {};
-  }
-  std::filesystem::path p = std::filesystem::path(dir) / (std::string(name) + ".safetensors");
-  REQUIRE(std::filesystem::exists(p));
-  return p;
-}
-// Tensor `name` of a reference file, as doubles (the file's are F64).
-std::vector<double> tensor(const std::filesystem::path& file, const char* name, std::vector<int> dims) {
-  long n = 1;
-  for (int d : dims) n *= d;
-  std::vector<double> v(static_cast<std::size_t>(n));
-  const cg::tensor_ref r{name, cg::dtype::f64, dims, v.data()};
-  cg::load_tensors(std::span<const cg::tensor_ref>(&r, 1), file, {.allow_extra_tensors = true});
-  return v;
-}
-template <class V>
-void load_into(V v, const std::vector<double>& from) {
-  REQUIRE(v.size() == from.size());
-  for (std::size_t i = 0; i < from.size(); ++i)
-    v.data()[i] = static_cast<std::remove_reference_t<decltype(*v.data())>>(from[i]);
-}
-template <class T>
-std::vector<T> as(const std::vector<double>& v) {
-  return std::vector<T>(v.begin(), v.end());
-}
+using torch_reference::as;
+using torch_reference::load_into;
+using torch_reference::reference_case;
+using torch_reference::tensor;
 
 constexpr int tB = 3, tIn = 4, tH = 6;  // rnn_reference.py's sizes
 

@@ -78,6 +78,49 @@ TEST_CASE("cross_entropy forward: mean over positions of -log softmax at the lab
         Approx((-lsm012[0] - lsm012[0] + std::log(3.0) - lsm012[1]) / 4).epsilon(1e-12));
 }
 
+TEST_CASE("cross_entropy masked: ignore_index skips positions, weights weigh them", "[losses][forward][mask]") {
+  constexpr auto x = cg::input<"x", double, 3, 3>;
+  constexpr auto y = cg::input<"y", int, 3>;
+  constexpr auto w = cg::input<"w", double, 3>;
+  constexpr auto ign = cg::cross_entropy(x, y, cg::ignore_index<1>);
+  constexpr auto wtd = cg::cross_entropy(x, y, w);
+  auto step = cg::compile(ign, wtd);
+  auto params = cg::parameters_of(step);
+  // Rows [0, 1, 2] each: -log softmax at label l is -lsm012[l].
+  const std::array<double, 9> xv{0, 1, 2, 5, 6, 7, 1, 2, 3};
+  const std::array<int, 3> yv{2, 1, 0};
+  const std::array<double, 3> wv{1, 0, 1};
+  auto out = step.run(params, cg::feed<"x">(xv), cg::feed<"y">(yv), cg::feed<"w">(wv));
+  const double expected = (-lsm012[2] - lsm012[0]) / 2;  // the middle row (label 1, weight 0) counts not
+  CHECK(static_cast<double>(out[ign]) == Approx(expected).epsilon(1e-12));
+  CHECK(static_cast<double>(out[wtd]) == Approx(expected).epsilon(1e-12));
+  // Weights 2 and 1: a weighted mean.
+  const std::array<double, 3> w21{2, 0, 1};
+  out = step.run(params, cg::feed<"x">(xv), cg::feed<"y">(yv), cg::feed<"w">(w21));
+  CHECK(static_cast<double>(out[wtd]) == Approx((-2 * lsm012[2] - lsm012[0]) / 3).epsilon(1e-12));
+  // Nothing counts: 0, not NaN, and a zero gradient.
+  const std::array<int, 3> all_ignored{1, 1, 1};
+  const std::array<double, 3> zero{0, 0, 0};
+  out = step.run(params, cg::feed<"x">(xv), cg::feed<"y">(all_ignored), cg::feed<"w">(zero));
+  CHECK(static_cast<double>(out[ign]) == 0.0);
+  CHECK(static_cast<double>(out[wtd]) == 0.0);
+  constexpr auto logits = cg::param<"logits", double, 3, 3>;
+  constexpr auto li = cg::cross_entropy(logits, y, cg::ignore_index<1>);
+  constexpr auto lw = cg::cross_entropy(logits, y, w);
+  auto g = cg::compile(li, lw, cg::grad(li, logits), cg::grad(lw, logits));
+  auto gp = cg::parameters_of(g);
+  cg::init(gp, 3);
+  auto go = g.run(gp, cg::feed<"y">(all_ignored), cg::feed<"w">(zero));
+  for (double v : go[cg::grad(li, logits)]) CHECK(v == 0.0);
+  for (double v : go[cg::grad(lw, logits)]) CHECK(v == 0.0);
+  // An ignored position's logits get no gradient; the others get those of the mean over them.
+  go = g.run(gp, cg::feed<"y">(yv), cg::feed<"w">(wv));
+  const auto gi = go[cg::grad(li, logits)];
+  for (int j = 0; j < 3; ++j) CHECK(gi[3 + j] == 0.0);
+  const auto gw = go[cg::grad(lw, logits)];
+  for (int k = 0; k < 9; ++k) CHECK(gw[k] == Approx(gi[k]).epsilon(1e-12));
+}
+
 TEST_CASE("embedding forward: rows of the table picked by ids", "[embedding][forward]") {
   constexpr auto ids = cg::input<"ids", int, 3>;
   constexpr auto ids2 = cg::input<"ids2", int, 2, 2>;
@@ -141,6 +184,11 @@ TEST_CASE("cross_entropy gradients (int labels)", "[losses][grad]") {
   constexpr auto w = cg::param<"w", double, 3, 5>;
   constexpr auto b = cg::param<"b", double, 5>;
   gradcheck("cross_entropy(x w + b)", cg::cross_entropy(cg::matmul(x, w) + b, y), x, w, b);
+  // Masked: labels drawn in [0, 5) hit the ignored class 2; weights drawn at random.
+  gradcheck("cross_entropy [6,5], ignore_index<2>", cg::cross_entropy(logits, y, cg::ignore_index<2>), logits);
+  constexpr auto pw = cg::input<"pw", double, 6>;
+  gradcheck("cross_entropy [6,5], weights", cg::cross_entropy(logits, y, pw), logits);
+  gradcheck("cross_entropy [2,3,4] * 3, ignore_index<0>", cg::cross_entropy(l3, y3, cg::ignore_index<0>) * 3_c, l3);
 }
 
 TEST_CASE("embedding gradients (table)", "[embedding][grad]") {

@@ -12,52 +12,19 @@
 #include <string>
 #include <vector>
 
+#include "torch_reference.hpp"
+
 namespace cg = ctgraph;
 namespace nn = ctgraph::nn;
 
 namespace recurrent_parity {
 constexpr int S = 5, B = 3, In = 4, H = 6;  // tests/torch/rnn_reference.py's sizes (S steps)
 
-double rel(double a, double b, double floor) { return std::abs(a - b) / std::max(std::abs(b), floor); }
-// The largest relative error of a against b, with a floor; normwise: the floor is at least b's largest
-// magnitude (float: rounding relative to the tensor's scale, not to each element's).
-template <class A>
-double worst(const A& a, const std::vector<double>& b, double floor, bool normwise = false) {
-  REQUIRE(static_cast<std::size_t>(a.size()) == b.size());
-  if (normwise)
-    for (double v : b) floor = std::max(floor, std::abs(v));
-  double w = 0;
-  for (std::size_t i = 0; i < b.size(); ++i) w = std::max(w, rel(static_cast<double>(a.data()[i]), b[i], floor));
-  return w;
-}
-std::filesystem::path reference_case(const std::string& name) {
-  const char* dir = std::getenv("CTGRAPH_NN_REFERENCE");
-  if (!dir || !*dir) {
-    WARN("skipped: CTGRAPH_NN_REFERENCE is not set: no python3 with torch at configure time, or run by hand");
-    return {};
-  }
-  std::filesystem::path p = std::filesystem::path(dir) / (name + ".safetensors");
-  REQUIRE(std::filesystem::exists(p));
-  return p;
-}
-std::vector<double> tensor(const std::filesystem::path& file, const std::string& name, const cg::shape& s) {
-  std::vector<int> dims(s.d, s.d + s.rank);
-  std::vector<double> v(static_cast<std::size_t>(s.size()));
-  const cg::tensor_ref r{name, cg::dtype::f64, dims, v.data()};
-  cg::load_tensors(std::span<const cg::tensor_ref>(&r, 1), file, {.allow_extra_tensors = true});
-  return v;
-}
-std::vector<int> int_tensor(const std::filesystem::path& file, const std::string& name, int n) {
-  std::vector<int> v(static_cast<std::size_t>(n));
-  const int dims[] = {n};
-  const cg::tensor_ref r{name, cg::dtype::i32, dims, v.data()};
-  cg::load_tensors(std::span<const cg::tensor_ref>(&r, 1), file, {.allow_extra_tensors = true});
-  return v;
-}
-template <class T>
-std::vector<T> as(const std::vector<double>& v) {
-  return std::vector<T>(v.begin(), v.end());
-}
+using torch_reference::as;
+using torch_reference::int_tensor;
+using torch_reference::reference_case;
+using torch_reference::tensor;
+using torch_reference::worst;
 
 // The layer of a case, from zero or given states, over a padded batch or not.
 template <bool Lstm, nn::rnn_options O, bool Padded, class T>

@@ -23,6 +23,13 @@ struct rnn_shape {
   int ld_gates = 0;  ///< Row stride of pre, gx, gh, dpre, dgx, dgh (0: their width, 4H for LSTM, 3H for GRU).
 };
 
+/// y[i] = tanh(x[i]) and y[i] = sigmoid(x[i]) for i < n, with the gate kernels' accurate cores (relative
+/// error below 1.5 eps), vectorised: the graph's tanh and sigmoid ops run on these. x and y must not overlap.
+template <class T>
+void tanh_array(const T* x, T* y, long n);
+template <class T>
+void sigmoid_array(const T* x, T* y, long n);
+
 /// Columns of the values an LSTM step saves for its backward: act [B, 5H] = i, f, g, o, tanh(c').
 inline constexpr int lstm_saved = 5;
 /// Columns of the values a GRU step saves for its backward: act [B, 4H] = r, z, n, gh_n.

@@ -259,6 +259,24 @@ void gru_gates_backward(const rnn_shape& s, const T* act, const T* h, const T* d
       h != nullptr, dh != nullptr);
 }
 
+// Elementwise tanh and sigmoid over arrays (the graph's tanh and sigmoid ops run on these): the same cores.
+template <class T>
+void tanh_array(const T* __restrict x, T* __restrict y, long n) {
+  const T lo = clamp_bound<T>;
+#pragma omp simd
+  for (long i = 0; i < n; ++i) y[i] = tanh_accurate(x[i], lo);
+}
+template <class T>
+void sigmoid_array(const T* __restrict x, T* __restrict y, long n) {
+  const T lo = clamp_bound<T>;
+#pragma omp simd
+  for (long i = 0; i < n; ++i) y[i] = sigmoid(x[i], lo);
+}
+template void tanh_array<float>(const float*, float*, long);
+template void tanh_array<double>(const double*, double*, long);
+template void sigmoid_array<float>(const float*, float*, long);
+template void sigmoid_array<double>(const double*, double*, long);
+
 template void lstm_gates_forward<float>(const rnn_shape&, const float*, const float*, float*, float*, float*);
 template void lstm_gates_forward<double>(const rnn_shape&, const double*, const double*, double*, double*, double*);
 template void lstm_gates_backward<float>(const rnn_shape&, const float*, const float*, const float*, const float*,

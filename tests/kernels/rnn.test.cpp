@@ -405,6 +405,20 @@ void accuracy_sweep() {
   const int neg_zero =
       int(std::find_if(xs.begin(), xs.end(), [](T x) { return x == 0 && std::signbit(x); }) - xs.begin());
   CHECK(std::signbit(act[2 * std::size_t(N) + neg_zero]));
+  // The array forms the graph's tanh and sigmoid ops run on: the same values, over every prefix length up to
+  // 40 (the vector loop's remainders) and the whole sweep; nothing past n is written.
+  for (int n : {0, 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 40, N}) {
+    std::vector<T> th(std::size_t(n) + 1, T(7)), sg(std::size_t(n) + 1, T(7));
+    k::tanh_array<T>(xs.data(), th.data(), n);
+    k::sigmoid_array<T>(xs.data(), sg.data(), n);
+    for (int j = 0; j < n; ++j) {
+      INFO(type_name<T>() << ": x = " << xs[j]);
+      CHECK(th[j] == act[2 * std::size_t(N) + j]);
+      CHECK(sg[j] == act[j]);
+    }
+    CHECK(th[n] == T(7));
+    CHECK(sg[n] == T(7));
+  }
 }
 
 }  // namespace
