@@ -454,35 +454,32 @@ std::string curves_script(const fs::path& csv, const curves_plot& plot, const fs
   return s + "\n";
 }
 
-std::string heatmap_script(std::span<const double> values, const heatmap_plot& plot, const fs::path& image) {
-  constexpr const char* who = "plot_heatmap";
+namespace {
+// One heatmap's settings and data (no terminal): a whole plot, or a panel of a multiplot.
+std::string heatmap_body(std::span<const double> values, const heatmap_plot& plot, const char* who) {
   const int rows = plot.rows, cols = plot.cols;
   if (rows < 1 || cols < 1)
-    throw std::invalid_argument(fmt::format("ctgraph: plot_heatmap: a {}x{} matrix (need at least 1x1)", rows, cols));
+    throw std::invalid_argument(fmt::format("ctgraph: {}: a {}x{} matrix (need at least 1x1)", who, rows, cols));
   if (values.size() != static_cast<std::size_t>(rows) * cols)
-    throw std::invalid_argument(fmt::format("ctgraph: plot_heatmap: {} values for a {}x{} matrix ({})", values.size(),
-                                            rows, cols, rows * cols));
-  auto check_labels = [](const std::vector<std::string>& labels, int n, const char* what) {
+    throw std::invalid_argument(
+        fmt::format("ctgraph: {}: {} values for a {}x{} matrix ({})", who, values.size(), rows, cols, rows * cols));
+  auto check_labels = [who](const std::vector<std::string>& labels, int n, const char* what) {
     if (!labels.empty() && labels.size() != static_cast<std::size_t>(n))
       throw std::invalid_argument(
-          fmt::format("ctgraph: plot_heatmap: {} {} labels for {} {}s", labels.size(), what, n, what));
+          fmt::format("ctgraph: {}: {} {} labels for {} {}s", who, labels.size(), what, n, what));
   };
   check_labels(plot.row_labels, rows, "row");
   check_labels(plot.col_labels, cols, "column");
-  // About 30 pixels a cell, with room for the labels and the colour box.
-  const int width = plot.width > 0 ? plot.width : std::clamp(200 + 30 * cols, 360, 2000);
-  const int height = plot.height > 0 ? plot.height : std::clamp(120 + 30 * rows, 240, 2000);
-
-  std::string s = terminal(image, width, height, who);
-  if (!plot.title.empty()) s += "set title " + gnuplot_string(plot.title) + "\n";
-  if (!plot.xlabel.empty()) s += "set xlabel " + gnuplot_string(plot.xlabel) + "\n";
-  if (!plot.ylabel.empty()) s += "set ylabel " + gnuplot_string(plot.ylabel) + "\n";
+  std::string s;
+  s += plot.title.empty() ? "unset title\n" : "set title " + gnuplot_string(plot.title) + "\n";
+  s += plot.xlabel.empty() ? "unset xlabel\n" : "set xlabel " + gnuplot_string(plot.xlabel) + "\n";
+  s += plot.ylabel.empty() ? "unset ylabel\n" : "set ylabel " + gnuplot_string(plot.ylabel) + "\n";
   s += fmt::format("set xrange [-0.5:{}.5]\nset yrange [{}.5:-0.5]\n", cols - 1, rows - 1);  // row 0 on top
   s += ticks("x", plot.col_labels, cols) + ticks("y", plot.row_labels, rows);
   s += "set size ratio -1\nset tics scale 0\nunset key\n";  // square cells
   // viridis: ordered in lightness, readable in grey; NaN cells stay white, unlike any value.
   s += "set palette defined (0 '#440154', 0.25 '#3b528b', 0.5 '#21918c', 0.75 '#5ec962', 1 '#fde725')\n";
-  if (plot.range) s += range(*plot.range, "cb", who);
+  s += plot.range ? range(*plot.range, "cb", who) : "set autoscale cb\n";
   s += "$values << EOD\n";
   auto out = std::back_inserter(s);
   for (int r = 0; r < rows; ++r)
@@ -494,7 +491,44 @@ std::string heatmap_script(std::span<const double> values, const heatmap_plot& p
         s += "NaN";  // gnuplot leaves it blank (and warns); an infinity has no colour either
       s += c + 1 < cols ? ' ' : '\n';
     }
-  return s + "EOD\nplot $values matrix with image\n";
+  // pixels: each cell a rectangle, sharp at any zoom (an embedded bitmap would be smoothed)
+  return s + "EOD\nplot $values matrix with image pixels\n";
+}
+}  // namespace
+
+std::string heatmap_script(std::span<const double> values, const heatmap_plot& plot, const fs::path& image) {
+  // About 30 pixels a cell, with room for the labels and the colour box.
+  const int width = plot.width > 0 ? plot.width : std::clamp(200 + 30 * plot.cols, 360, 2000);
+  const int height = plot.height > 0 ? plot.height : std::clamp(120 + 30 * plot.rows, 240, 2000);
+  const std::string body = heatmap_body(values, plot, "plot_heatmap");  // checks before the terminal's size
+  return terminal(image, width, height, "plot_heatmap") + body;
+}
+
+std::string heatmaps_script(std::span<const heatmap> maps, const heatmaps_layout& layout, const fs::path& image) {
+  constexpr const char* who = "plot_heatmaps";
+  if (maps.empty()) throw std::invalid_argument("ctgraph: plot_heatmaps: no heatmaps");
+  if (layout.columns < 1)
+    throw std::invalid_argument(fmt::format("ctgraph: plot_heatmaps: {} columns (need at least 1)", layout.columns));
+  const int n = static_cast<int>(maps.size()), columns = std::min(layout.columns, n),
+            grid_rows = (n + columns - 1) / columns;
+  std::string panels;
+  int widest = 1, tallest = 1;
+  for (const heatmap& m : maps) {
+    panels += heatmap_body(m.values, m.plot, who);
+    widest = std::max(widest, m.plot.cols), tallest = std::max(tallest, m.plot.rows);
+  }
+  // Each panel about as large as plot_heatmap would draw the largest one.
+  const int width = layout.width > 0 ? layout.width : std::clamp(columns * (200 + 30 * widest), 360, 4000);
+  const int height = layout.height > 0 ? layout.height : std::clamp(40 + grid_rows * (120 + 30 * tallest), 240, 4000);
+  std::string s = terminal(image, width, height, who);
+  s += fmt::format("set multiplot layout {},{}", grid_rows, columns);
+  if (!layout.title.empty()) s += " title " + gnuplot_string(layout.title);
+  return s + "\n" + panels + "unset multiplot\n";
+}
+
+plot_result plot_heatmaps(std::span<const heatmap> maps, const heatmaps_layout& layout, const fs::path& image,
+                          const plot_options& options) {
+  return run_gnuplot(heatmaps_script(maps, layout, image), image, options);
 }
 
 std::string heatmap_script(std::span<const float> values, const heatmap_plot& plot, const fs::path& image) {

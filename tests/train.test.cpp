@@ -539,7 +539,7 @@ TEST_CASE("plot_heatmap: the gnuplot script of a labelled matrix, NaN and infini
             "0.125 0.875 NaN\n"
             "0.5 NaN 0.333333333\n"
             "EOD\n"
-            "plot $values matrix with image\n");
+            "plot $values matrix with image pixels\n");
   // Float values: as the doubles they convert to (1/3f is 0.333333343); numbered ticks without
   // labels; long column labels turn.
   const std::vector<float> wf(w.begin(), w.end());
@@ -568,6 +568,28 @@ TEST_CASE("plot_heatmap: bad input is an error before gnuplot runs") {
       cg::heatmap_script(six, {.rows = 2, .cols = 3, .range = cg::axis_range{0, std::nan("")}}, d / "h.svg"),
       Catch::Contains("cb range [0, nan]"));
   CHECK_THROWS_WITH(cg::plot_heatmap(six, {.rows = 2, .cols = 3}, d / "h.txt"), Catch::Contains(".svg or .png"));
+}
+
+TEST_CASE("plot_heatmaps: panels side by side, each with its own labels; bad panels are errors") {
+  temp_dir d;
+  std::vector<cg::heatmap> maps(3);
+  maps[0] = {{0.25, 0.75}, {.rows = 1, .cols = 2, .row_labels = {"2"}, .col_labels = {"a", "b"}, .title = "first"}};
+  maps[1] = {{1, 0, 0, 1}, {.rows = 2, .cols = 2, .range = cg::axis_range{0, 1}}};
+  maps[2] = {{0.5}, {.rows = 1, .cols = 1, .title = "third"}};
+  const std::string s = cg::heatmaps_script(maps, {.columns = 2, .title = "attention"}, d / "a.svg");
+  CHECK_THAT(s, Catch::StartsWith("set terminal svg size 520,400 "));  // 2 x (200 + 30 * 2) by 40 + 2 x (120 + 30 * 2)
+  CHECK_THAT(s, Catch::Contains("set multiplot layout 2,2 title 'attention'\nset title 'first'\n"));
+  CHECK_THAT(s, Catch::Contains("set xtics nomirror ('a' 0, 'b' 1)\n"));
+  CHECK_THAT(s, Catch::Contains("1 0\n0 1\nEOD\n"));
+  CHECK_THAT(s, Catch::Contains("unset title\n"));       // the second panel has none: not the first's
+  CHECK_THAT(s, Catch::Contains("set autoscale cb\n"));  // the third's colours: its own values'
+  CHECK_THAT(s, Catch::EndsWith("plot $values matrix with image pixels\nunset multiplot\n"));
+  CHECK(std::count(s.begin(), s.end(), '$') == 6);  // three data blocks, three plots
+  CHECK_THROWS_WITH(cg::heatmaps_script({}, {}, d / "a.svg"), Catch::Contains("plot_heatmaps: no heatmaps"));
+  CHECK_THROWS_WITH(cg::heatmaps_script(maps, {.columns = 0}, d / "a.svg"), Catch::Contains("0 columns"));
+  maps[1].plot.rows = 3;
+  CHECK_THROWS_WITH(cg::heatmaps_script(maps, {}, d / "a.svg"),
+                    Catch::Contains("plot_heatmaps: 4 values for a 3x2 matrix (6)"));
 }
 
 TEST_CASE("plots: a missing gnuplot is reported, not thrown, and a failing one leaves no image") {
@@ -641,6 +663,13 @@ TEST_CASE("plots: images through the installed gnuplot, NaN values included") {
   INFO(heat.message);
   REQUIRE(heat);
   CHECK(read_file(d / "attention.png").substr(1, 3) == "PNG");
+  std::vector<cg::heatmap> maps(2);
+  maps[0] = {{0.25, 0.75}, {.rows = 1, .cols = 2, .row_labels = {"2"}, .col_labels = {"a", "b"}, .title = "one"}};
+  maps[1] = {{1, 0, 0, 1}, {.rows = 2, .cols = 2, .title = "two"}};
+  const cg::plot_result panels = cg::plot_heatmaps(maps, {.title = "both"}, d / "panels.svg");
+  INFO(panels.message);
+  REQUIRE(panels);
+  CHECK_THAT(read_file(d / "panels.svg"), Catch::Contains("<svg") && Catch::Contains("two"));
   // A script gnuplot rejects: reported with gnuplot's own words.
   const cg::plot_result bad = cg::run_gnuplot("plot sin(x) with nonsense\n", d / "bad.svg");
   CHECK(bad.status == cg::plot_status::gnuplot_failed);

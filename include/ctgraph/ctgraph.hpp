@@ -6,3 +6,4 @@
 #include "optim.hpp"
 #include "checkpoint.hpp"
 #include "nn.hpp"
+#include "decode.hpp"

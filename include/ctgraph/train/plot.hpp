@@ -5,6 +5,7 @@
 //                                    .log_y = true}, "run/loss.svg");
 //   cg::plot_heatmap(weights, {.rows = 4, .cols = 5, .row_labels = {...}, .col_labels = {...}},
 //                    "run/attention.svg");
+//   cg::plot_heatmaps(maps, {.columns = 2}, "run/attention.svg");   // several, side by side
 //
 // Each plot is a gnuplot script (curves_script(), heatmap_script(): the text, to test or to keep)
 // run by gnuplot. The image's format is its extension's: .svg, or .png (pngcairo). A missing
@@ -114,6 +115,30 @@ plot_result plot_heatmap(std::span<const double> values, const heatmap_plot& plo
 /// plot_heatmap() of float values.
 plot_result plot_heatmap(std::span<const float> values, const heatmap_plot& plot, const std::filesystem::path& image,
                          const plot_options& options = {});
+
+/// One panel of plot_heatmaps(): a matrix and how to draw it.
+struct heatmap {
+  std::vector<double> values = {};  ///< row-major, plot.rows x plot.cols
+  heatmap_plot plot = {};           ///< its size, labels, title and colour range (its width and height are unused)
+};
+
+/// How plot_heatmaps() lays out its panels: in rows of `columns`, the first on the top left.
+struct heatmaps_layout {
+  int columns = 2;         ///< panels per row
+  std::string title = {};  ///< above all panels (default: none)
+  int width = 0;           ///< pixels of the whole image (0: from the panels' columns)
+  int height = 0;          ///< pixels of the whole image (0: from the panels' rows)
+};
+
+/// The gnuplot script that draws `maps` side by side (a multiplot) into `image`.
+/// @throws std::invalid_argument if `maps` is empty, columns is below 1, or a panel is wrong as
+///         heatmap_script() says
+std::string heatmaps_script(std::span<const heatmap> maps, const heatmaps_layout& layout,
+                            const std::filesystem::path& image);
+/// Draws `maps` side by side into `image` through gnuplot (attention weights of a few examples, say).
+/// @throws what heatmaps_script() throws; a missing or failing gnuplot is reported in the result
+plot_result plot_heatmaps(std::span<const heatmap> maps, const heatmaps_layout& layout,
+                          const std::filesystem::path& image, const plot_options& options = {});
 
 /// Runs gnuplot on `script` (as curves_script() makes it) and reports how it went; when it fails,
 /// `image` (the script's output) is removed, and the message quotes gnuplot's errors.
