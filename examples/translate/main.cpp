@@ -57,7 +57,9 @@ class translator {
  public:
   explicit translator(params_t& params) : params_(params) {}
 
-  std::vector<translation> run(const std::vector<std::vector<int>>& inputs, int width) {
+  // with_weights: keep each step's attention weights (greedy only: a beam's rows move between
+  // hypotheses, and its best one ended steps before the search did).
+  std::vector<translation> run(const std::vector<std::vector<int>>& inputs, int width, bool with_weights = false) {
     const int groups = static_cast<int>(inputs.size()), used = groups * width;
     std::vector<int> src(S * rows, dates::pad), len(rows, 0);
     for (int g = 0; g < groups; ++g)
@@ -72,30 +74,28 @@ class translator {
         c(e[encoding::c0].begin(), e[encoding::c0].end());
     std::vector<float> h_in(h.size()), c_in(c.size());
     std::vector<int> y(rows, dates::pad);
-    std::vector<std::vector<float>> seen(rows), seen_next(rows);  // each row's attention weights so far
+    std::vector<std::vector<float>> seen(with_weights && width == 1 ? rows : 0);  // each row's weights so far
     auto step = [&](std::span<const int> tokens, std::span<const int> parents, std::span<float> scores) {
       for (int r = 0; r < used; ++r) {  // row r continues row parents[r]: its state first
         std::copy_n(h.begin() + parents[r] * H, H, h_in.begin() + r * H);
         std::copy_n(c.begin() + parents[r] * H, H, c_in.begin() + r * H);
-        seen_next[r] = seen[parents[r]];
         y[r] = tokens[r];
       }
-      std::swap(seen, seen_next);
       auto o = decoder_.run(params_, cg::feed<"y">(y), cg::feed<"h">(h_in), cg::feed<"c">(c_in),
                             cg::feed<"memory">(memory), cg::feed<"src_len">(len));
       std::copy_n(o[decoding::logits].begin(), used * Vt, scores.begin());
       std::copy(o[decoding::h1].begin(), o[decoding::h1].end(), h.begin());
       std::copy(o[decoding::c1].begin(), o[decoding::c1].end(), c.begin());
       const float* w = o[decoding::weights].data();
-      for (int r = 0; r < used; ++r) seen[r].insert(seen[r].end(), w + r * S, w + (r + 1) * S);
+      for (int r = 0; r < static_cast<int>(seen.size()) && r < used; ++r)
+        seen[r].insert(seen[r].end(), w + r * S, w + (r + 1) * S);
     };
     const cg::decode_options opts{.max_steps = T, .start = dates::bos, .end = dates::eos};
     std::vector<translation> out(groups);
     if (width == 1) {
       const auto ids = cg::greedy_decode(used, Vt, opts, step);
-      for (int g = 0; g < groups; ++g) out[g] = {ids[g], seen[g]};
+      for (int g = 0; g < groups; ++g) out[g] = {ids[g], seen.empty() ? std::vector<float>() : seen[g]};
     } else {
-      // The beam's rows have moved on since its best hypothesis ended: no weights for it.
       const auto best = cg::beam_search(groups, width, Vt, opts, step);
       for (int g = 0; g < groups; ++g) out[g].ids = best[g].front().tokens;
     }
@@ -152,7 +152,7 @@ void plot_attention(translator& tr, const std::vector<dates::example>& heldout, 
         inputs.push_back(dates::encode_source(heldout[k].text).ids);
         break;
       }
-  const auto out = tr.run(inputs, 1);
+  const auto out = tr.run(inputs, 1, true);
   for (std::size_t i = 0; i < shown.size(); ++i) {
     const int n_in = static_cast<int>(inputs[i].size()), n_out = static_cast<int>(out[i].weights.size()) / S;
     cg::heatmap m;
@@ -303,7 +303,7 @@ int main(int argc, char** argv) {
     fmt::print("stopped after step {} of {}: continue with --resume {}\n", last, flags.steps, checkpoint.string());
     return 0;
   }
-  acc = heldout_accuracy(tr, heldout);
+  if (done == last) acc = heldout_accuracy(tr, heldout);  // else the loop's last step scored it
   const cg::plot_result plotted =
       cg::plot_curves(csv,
                       {.curves = {{"train_loss", "train loss"}, {"heldout_acc", "held-out exact match", true}},
