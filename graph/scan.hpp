@@ -189,9 +189,17 @@ constexpr int make_scan(builder& b, scan_spec s, const op_info* scan_info) {
     }
     if (!nd.op->outputs && nd.op->cls != op_class::scan) saves.push_back(n);
     for (int k = 0; k < nd.n_in; ++k) stack.push_back(b.in(n, k));
+    // Every output of a multi-output node, read by the cell or not: a VJP reads what the forward does not
+    // (lstm_gates' act), and the backward would otherwise run the node again to get it. (Last: project()
+    // may grow the builder, and nd is a reference into it.)
+    if (nd.op->outputs && nd.op->cls != op_class::scan) {
+      const int outs = static_cast<int>(b.outputs_of(n).size());
+      for (int k = 0; k < outs; ++k) saves.push_back(project(b, n, k));
+    }
   }
   std::sort(frees.begin(), frees.end());
   std::sort(saves.begin(), saves.end());
+  saves.erase(std::unique(saves.begin(), saves.end()), saves.end());
   node n;
   n.op = scan_info;
   n.type = C ? b[s.inits[0]].type : b[s.outs[0]].type;

@@ -6,7 +6,10 @@
 #include "matmul.hpp"
 #include "reduce.hpp"
 #include "rnn.hpp"
+#include "rnn_attention.hpp"
 #include "scan.hpp"
 #include "shape_ops.hpp"
 #include "softmax.hpp"
+
+// Last: the instance lists name every op above.
 #include "instances.hpp"

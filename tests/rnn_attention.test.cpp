@@ -2,7 +2,8 @@
 // general).
 //   - values against the formulas written out as loops in double, with and without a source mask (a padded
 //     position's weight exactly 0, its key not read into the context);
-//   - gradients of the query, the keys and every param against central differences (double);
+//   - gradients of the query, the keys and every param against central differences (double), and the
+//     gradient of a gradient (the fused grad op's own rule);
 //   - inside a decoder's scan, W_h h_j runs once, before the loop;
 //   - PyTorch parity of the additive attention, masked and not (hidden cases [torch_parity], run by CTest with
 //     CTGRAPH_NN_REFERENCE naming where tests/torch/attention_reference.py wrote them): 1e-9 in double, 1e-5
@@ -44,11 +45,12 @@ reference attend(const std::vector<double>& e, const std::vector<double>& k, con
   reference r{std::vector<double>(B * S), std::vector<double>(B * Hk, 0.0)};
   for (int b = 0; b < B; ++b) {
     double mx = -1e300, z = 0;
+    bool any = false;
     for (int j = 0; j < S; ++j)
-      if (!m || (*m)[j * B + b] != 0) mx = std::max(mx, e[j * B + b]);
+      if (!m || (*m)[j * B + b] != 0) mx = std::max(mx, e[j * B + b]), any = true;
     for (int j = 0; j < S; ++j) {
       const bool real = !m || (*m)[j * B + b] != 0;
-      r.weights[b * S + j] = real ? std::exp(e[j * B + b] - mx) : 0.0;
+      r.weights[b * S + j] = !any ? 1.0 : real ? std::exp(e[j * B + b] - mx) : 0.0;  // none real: uniform
       z += r.weights[b * S + j];
     }
     for (int j = 0; j < S; ++j) {
@@ -73,6 +75,7 @@ TEST_CASE("nn::additive_attention: values against Bahdanau's formula, masked and
   std::vector<double> mv(S * B, 1.0);
   for (int j = 2; j < S; ++j) mv[j * B + 1] = 0;  // sequence 1 has length 2
   mv[(S - 1) * B + 2] = 0;                        // sequence 2 has length S - 1
+  for (int j = 0; j < S; ++j) mv[j * B] = 0;      // sequence 0 has length 0: uniform weights
   auto out = step.run(params, cg::feed<"q">(qv), cg::feed<"keys">(kv), cg::feed<"mask">(mv));
   auto Wh = params.get<"attn.Wh.weight">();
   auto Ws = params.get<"attn.Ws.weight">();
@@ -98,6 +101,7 @@ TEST_CASE("nn::additive_attention: values against Bahdanau's formula, masked and
   ctgraph_test::expect_values(out[am.weights], rm.weights, 1e-12);
   ctgraph_test::expect_values(out[am.context], rm.context, 1e-12);
   for (int j = 2; j < S; ++j) CHECK(out[am.weights](1, j) == 0.0);  // exactly 0, not small
+  for (int j = 0; j < S; ++j) CHECK(out[am.weights](0, j) == Approx(1.0 / S).epsilon(1e-15));
   CHECK(out[am.weights](2, S - 1) == 0.0);
   // A padded position's key is not read: changing it changes nothing.
   auto kv2 = kv;
@@ -154,6 +158,24 @@ TEST_CASE("attention gradients against finite differences: query, keys and param
   constexpr auto g = nn::dot_attention<"gen", nn::luong::general>(q, keys);
   gradcheck("general", cg::sum(g.context * wc) + cg::sum(g.weights * ww), q, keys);
   gradcheck_params("general, params", cg::sum(g.context * wc));
+}
+
+TEST_CASE("additive attention: grad of grad against finite differences, masked and not", "[nn][attention][hvp]") {
+  constexpr auto wc = cg::input<"wc", double, B, Hk>;
+  constexpr auto ww = cg::input<"ww", double, B, S>;
+  constexpr auto vq = cg::input<"vq", double, B, Hq>;
+  constexpr auto vk = cg::input<"vk", double, S, B, Hk>;
+  // <d loss / d (q, keys), v>: its gradient runs the fused grad op's own rule (its reference formulas).
+  constexpr auto a = nn::additive_attention<"attn", A>(q, keys);
+  constexpr auto loss = cg::sum(a.context * wc) + cg::sum(a.weights * a.weights * ww);
+  constexpr auto hvp = cg::sum(cg::grad(loss, q) * vq) + cg::sum(cg::grad(loss, keys) * vk);
+  gradcheck("additive, grad of grad", hvp, q, keys);
+  gradcheck_params("additive, grad of grad, params", hvp);
+  constexpr auto len = cg::input<"len", int, B>;
+  constexpr auto am = nn::additive_attention<"attn", A>(q, keys, cg::sequence_mask<S, double>(len));
+  constexpr auto mloss = cg::sum(am.context * wc) + cg::sum(am.weights * am.weights * ww);
+  constexpr auto mhvp = cg::sum(cg::grad(mloss, q) * vq) + cg::sum(cg::grad(mloss, keys) * vk);
+  gradcheck("additive, masked, grad of grad", mhvp, q, keys);
 }
 
 TEST_CASE("additive attention in a decoder's scan: W_h h_j runs once, before the loop", "[nn][attention][scan]") {

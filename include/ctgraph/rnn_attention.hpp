@@ -36,15 +36,16 @@ constexpr bool attention_shapes_fit(bool same_width) {
   return ok;
 }
 // Weights [B, S] and context [B, Hk] from scores e [S, B] over keys [S, B, Hk], masked: a padded
-// position's score drops by 1e9, so its weight is exactly 0 in float and double (finite, so that no
-// inf - inf appears), and the softmax runs over the positions, the last axis once transposed.
+// position's score is replaced by -1e9, so its weight is exactly 0 in float and double (finite, so that no
+// inf - inf appears), and a row with no real position gets uniform weights, which its scores do not change
+// (the fused additive kernel's rule). The softmax runs over the positions, the last axis once transposed.
 template <class E, class K, class... M>
 constexpr auto attend(E e, K keys, M... mask) {
   constexpr shape ks = shape_of<K>;
   constexpr int S = ks.d[0], B = ks.d[1];
   if constexpr (sizeof...(M) == 1) {
     auto m = reshape<S, B>(mask...);
-    auto masked = e + (m - constant<1.0>)*constant<1e9>;
+    auto masked = e * m + (m - constant<1.0>)*constant<1e9>;
     return attend(masked, keys);
   } else {
     auto w = softmax(permute<1, 0>(e));  // [B, S]
@@ -73,10 +74,10 @@ requires(sizeof...(M) <= 1) constexpr auto additive_attention(Q q, K keys, M... 
     constexpr auto Ws = init_param<detail::param_name<Name, "Ws.weight">(), T, init_rule::uniform(Hq), A, Hq>;
     constexpr auto bs = init_param<detail::param_name<Name, "Ws.bias">(), T, init_rule::uniform(Hq), A>;
     constexpr auto v = init_param<detail::param_name<Name, "v.weight">(), T, init_rule::uniform(A), 1, A>;
-    auto projected_keys = matmul(keys, transpose(Wh));                                 // [S, B, A]
-    auto projected_q = reshape<1, B, A>(matmul(q, transpose(Ws)) + bs);                // [1, B, A]
-    auto e = reshape<S, B>(matmul(tanh(projected_keys + projected_q), transpose(v)));  // [S, B]
-    return detail::attend(e, keys, mask...);
+    auto projected_keys = matmul(keys, transpose(Wh));  // [S, B, A]
+    auto projected_q = matmul(q, transpose(Ws)) + bs;   // [B, A]
+    auto r = ctgraph::additive_attention(projected_keys, projected_q, v, keys, reshape<S, B>(mask)...);
+    return attention_result<decltype(r.context), decltype(r.weights)>{r.context, r.weights};
   }
 }
 

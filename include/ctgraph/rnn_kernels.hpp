@@ -89,6 +89,47 @@ void gru_gates_forward(const rnn_shape& s, const T* gx, const T* gh, const T* h,
 template <class T>
 void gru_gates_backward(const rnn_shape& s, const T* act, const T* h, const T* dh_next, T* dgx, T* dgh, T* dh);
 
+/// Sizes of one step of additive (Bahdanau) attention: S source positions, B rows, A attention
+/// width, H key width. Buffers are dense and time-major as nn::lstm's outputs: [S, B, ...].
+struct additive_attention_shape {
+  int positions;  ///< S
+  int batch;      ///< B
+  int width;      ///< A: features of the projected query and keys
+  int key_width;  ///< H: features of a key (what the context averages)
+};
+
+/// One step of additive attention after its gemms (nn::additive_attention). Per row b:
+///   t_jb = tanh(pk_jb + pq_b),  e_j = (v . t_jb) mask_jb + (mask_jb - 1) 1e9,  w = softmax_j(e),
+///   context_b = sum_j w_j keys_jb  (keys whose weight is exactly 0 are not read).
+/// A padded position (mask 0) weighs exactly 0 in float and double; a row without a real position gets
+/// uniform weights, which its scores do not change.
+/// @param pk       [S, B, A]: the projected keys, W_h h_j
+/// @param pq       [B, A]: the projected query, W_s s + b_s
+/// @param v        [A]: the score vector
+/// @param keys     [S, B, H]
+/// @param mask     [S, B]: 1 at real positions, 0 at padded ones; null: none
+/// @param context  [B, H], written
+/// @param weights  [B, S], written
+/// @param act      [S, B, A]: t, written (the backward's input)
+template <class T>
+void additive_attention_forward(const additive_attention_shape& s, const T* pk, const T* pq, const T* v, const T* keys,
+                                const T* mask, T* context, T* weights, T* act);
+
+/// Gradient of additive_attention_forward, from its saved t (act) and weights w. Per row b:
+///   g_j = dw_bj + dc_b . keys_jb,  de_j = w_j (g_j - sum_i w_i g_i) mask_jb,
+///   dpk_jb = de_j v (1 - t_jb^2),  dpq_b = sum_j dpk_jb,  dv = sum_jb de_j t_jb,  dkeys_jb = w_j dc_b.
+/// No gradient reaches the mask. Every output is overwritten, not accumulated.
+/// @param mask   [S, B]: the forward's mask; null: none
+/// @param dc     [B, H]: dL/dcontext; null means zero
+/// @param dw     [B, S]: dL/dweights; null means zero
+/// @param dpk    [S, B, A], written
+/// @param dpq    [B, A], written
+/// @param dv     [A], written
+/// @param dkeys  [S, B, H], written
+template <class T>
+void additive_attention_backward(const additive_attention_shape& s, const T* act, const T* v, const T* keys, const T* w,
+                                 const T* mask, const T* dc, const T* dw, T* dpk, T* dpq, T* dv, T* dkeys);
+
 extern template void lstm_gates_forward<float>(const rnn_shape&, const float*, const float*, float*, float*, float*);
 extern template void lstm_gates_forward<double>(const rnn_shape&, const double*, const double*, double*, double*,
                                                 double*);
@@ -104,5 +145,18 @@ extern template void gru_gates_backward<float>(const rnn_shape&, const float*, c
                                                float*, float*);
 extern template void gru_gates_backward<double>(const rnn_shape&, const double*, const double*, const double*, double*,
                                                 double*, double*);
+
+extern template void additive_attention_forward<float>(const additive_attention_shape&, const float*, const float*,
+                                                       const float*, const float*, const float*, float*, float*,
+                                                       float*);
+extern template void additive_attention_forward<double>(const additive_attention_shape&, const double*, const double*,
+                                                        const double*, const double*, const double*, double*, double*,
+                                                        double*);
+extern template void additive_attention_backward<float>(const additive_attention_shape&, const float*, const float*,
+                                                        const float*, const float*, const float*, const float*,
+                                                        const float*, float*, float*, float*, float*);
+extern template void additive_attention_backward<double>(const additive_attention_shape&, const double*, const double*,
+                                                         const double*, const double*, const double*, const double*,
+                                                         const double*, double*, double*, double*, double*);
 
 }  // namespace ctgraph::kernels

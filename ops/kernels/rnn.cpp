@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "ctgraph/rnn_kernels.hpp"
 
@@ -259,6 +260,95 @@ void gru_gates_backward(const rnn_shape& s, const T* act, const T* h, const T* d
       h != nullptr, dh != nullptr);
 }
 
+// ---- Additive attention -------------------------------------------------------------------------------
+
+// One row b at a time: its S scores, softmax and context stay in L1, where the unfused graph made a pass
+// over [S, B, A] buffers for each of its ops.
+template <class T>
+void additive_attention_forward(const additive_attention_shape& s, const T* __restrict pk, const T* __restrict pq,
+                                const T* __restrict v, const T* __restrict keys, const T* __restrict mask,
+                                T* __restrict context, T* __restrict weights, T* __restrict act) {
+  const idx S = s.positions, B = s.batch, A = s.width, H = s.key_width;
+  const T lo = clamp_bound<T>;
+  for (idx b = 0; b < B; ++b) {
+    const T* q = pq + b * A;
+    T* w = weights + b * S;
+    for (idx j = 0; j < S; ++j) {
+      const T* k = pk + (j * B + b) * A;
+      T* t = act + (j * B + b) * A;
+      T e = 0;
+#pragma omp simd reduction(+ : e)
+      for (idx a = 0; a < A; ++a) {
+        const T x = tanh_accurate(k[a] + q[a], lo);
+        t[a] = x;
+        e += v[a] * x;
+      }
+      w[j] = mask ? e * mask[j * B + b] + (mask[j * B + b] - T(1)) * T(1e9) : e;
+    }
+    T mx = w[0];
+    for (idx j = 1; j < S; ++j) mx = w[j] > mx ? w[j] : mx;
+    T sum = 0;
+    for (idx j = 0; j < S; ++j) sum += (w[j] = std::exp(w[j] - mx));
+    const T inv = T(1) / sum;
+    T* c = context + b * H;
+    for (idx h = 0; h < H; ++h) c[h] = 0;
+    for (idx j = 0; j < S; ++j) {
+      const T wj = w[j] *= inv;
+      if (wj == T(0)) continue;  // a padded position: its key is never read
+      const T* key = keys + (j * B + b) * H;
+#pragma omp simd
+      for (idx h = 0; h < H; ++h) c[h] += wj * key[h];
+    }
+  }
+}
+
+template <class T>
+void additive_attention_backward(const additive_attention_shape& s, const T* __restrict act, const T* __restrict v,
+                                 const T* __restrict keys, const T* __restrict weights, const T* __restrict mask,
+                                 const T* __restrict dc, const T* __restrict dw, T* __restrict dpk, T* __restrict dpq,
+                                 T* __restrict dv, T* __restrict dkeys) {
+  const idx S = s.positions, B = s.batch, A = s.width, H = s.key_width;
+  thread_local std::vector<T> scores;  // grown on first use: later runs allocate nothing
+  if (static_cast<idx>(scores.size()) < S) scores.resize(static_cast<std::size_t>(S));
+  for (idx a = 0; a < A; ++a) dv[a] = 0;
+  for (idx b = 0; b < B; ++b) {
+    const T* w = weights + b * S;
+    const T* g_c = dc ? dc + b * H : nullptr;
+    T* g = scores.data();  // g_j = dw_j + dc . key_j, then de_j = w_j (g_j - <w, g>)
+    T wg = 0;
+    for (idx j = 0; j < S; ++j) {
+      T gj = dw ? dw[b * S + j] : T(0);
+      if (g_c && w[j] != T(0)) {
+        const T* key = keys + (j * B + b) * H;
+        T d = 0;
+#pragma omp simd reduction(+ : d)
+        for (idx h = 0; h < H; ++h) d += g_c[h] * key[h];
+        gj += d;
+      }
+      g[j] = gj;
+      wg += w[j] * gj;
+    }
+    T* q = dpq + b * A;
+    for (idx a = 0; a < A; ++a) q[a] = 0;
+    for (idx j = 0; j < S; ++j) {
+      const T e = mask ? w[j] * (g[j] - wg) * mask[j * B + b] : w[j] * (g[j] - wg);
+      const T* t = act + (j * B + b) * A;
+      T* d = dpk + (j * B + b) * A;
+#pragma omp simd
+      for (idx a = 0; a < A; ++a) {
+        const T u = e * v[a] * (T(1) - t[a] * t[a]);
+        d[a] = u;
+        q[a] += u;
+        dv[a] += e * t[a];
+      }
+      T* dk = dkeys + (j * B + b) * H;
+      const T wj = w[j];
+#pragma omp simd
+      for (idx h = 0; h < H; ++h) dk[h] = g_c ? wj * g_c[h] : T(0);
+    }
+  }
+}
+
 // Elementwise tanh and sigmoid over arrays (the graph's tanh and sigmoid ops run on these): the same cores.
 template <class T>
 void tanh_array(const T* __restrict x, T* __restrict y, long n) {
@@ -277,6 +367,17 @@ template void tanh_array<double>(const double*, double*, long);
 template void sigmoid_array<float>(const float*, float*, long);
 template void sigmoid_array<double>(const double*, double*, long);
 
+template void additive_attention_forward<float>(const additive_attention_shape&, const float*, const float*,
+                                                const float*, const float*, const float*, float*, float*, float*);
+template void additive_attention_forward<double>(const additive_attention_shape&, const double*, const double*,
+                                                 const double*, const double*, const double*, double*, double*,
+                                                 double*);
+template void additive_attention_backward<float>(const additive_attention_shape&, const float*, const float*,
+                                                 const float*, const float*, const float*, const float*, const float*,
+                                                 float*, float*, float*, float*);
+template void additive_attention_backward<double>(const additive_attention_shape&, const double*, const double*,
+                                                  const double*, const double*, const double*, const double*,
+                                                  const double*, double*, double*, double*, double*);
 template void lstm_gates_forward<float>(const rnn_shape&, const float*, const float*, float*, float*, float*);
 template void lstm_gates_forward<double>(const rnn_shape&, const double*, const double*, double*, double*, double*);
 template void lstm_gates_backward<float>(const rnn_shape&, const float*, const float*, const float*, const float*,

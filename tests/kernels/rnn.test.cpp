@@ -3,7 +3,8 @@
 //   - forward on random shapes against a plain double reference (float and double);
 //   - backward of the double kernels against central finite differences of the double forward, and of both
 //     against an analytic double reference;
-//   - null optional pointers, strided rows, NaN propagation, and the threaded path against one thread.
+//   - null optional pointers, strided rows, NaN propagation, and the threaded path against one thread;
+//   - the additive attention step (forward and backward) on random shapes and masks against double loops.
 // Random cases: B 1-40, H 1-150, random row strides and null pointers. ctest runs a fixed seed; a long run sets
 //   CTGRAPH_RANDOM_CASES=N   cases per test case (default 40)
 //   CTGRAPH_RANDOM_SEED=S    the first case's seed (default 1); case i uses seed S + i
@@ -351,6 +352,128 @@ void for_random_cases(F&& run_case) {
   for (long i = 0; i < cases; ++i) run_case(unsigned(first + i));
 }
 
+// ---- additive attention -------------------------------------------------------------------------------
+
+// The step in double loops: t, scores (masked as the kernel's contract says), weights, context; and the
+// backward from dc and dw.
+struct attention_reference {
+  std::vector<double> t, w, c, dpk, dpq, dv, dkeys;
+};
+attention_reference attention_loops(int S, int B, int A, int H, const std::vector<double>& pk,
+                                    const std::vector<double>& pq, const std::vector<double>& v,
+                                    const std::vector<double>& keys, const std::vector<double>* mask,
+                                    const std::vector<double>* dc, const std::vector<double>* dw) {
+  attention_reference r{std::vector<double>(std::size_t(S) * B * A),  std::vector<double>(std::size_t(B) * S),
+                        std::vector<double>(std::size_t(B) * H, 0.0), std::vector<double>(std::size_t(S) * B * A),
+                        std::vector<double>(std::size_t(B) * A, 0.0), std::vector<double>(std::size_t(A), 0.0),
+                        std::vector<double>(std::size_t(S) * B * H)};
+  for (int b = 0; b < B; ++b) {
+    std::vector<double> e(S);
+    for (int j = 0; j < S; ++j) {
+      double sum = 0;
+      for (int a = 0; a < A; ++a) {
+        const std::size_t i = (std::size_t(j) * B + b) * A + a;
+        r.t[i] = std::tanh(pk[i] + pq[std::size_t(b) * A + a]);
+        sum += v[a] * r.t[i];
+      }
+      const double m = mask ? (*mask)[std::size_t(j) * B + b] : 1.0;
+      e[j] = sum * m + (m - 1) * 1e9;
+    }
+    const double mx = *std::max_element(e.begin(), e.end());
+    double z = 0;
+    for (int j = 0; j < S; ++j) z += std::exp(e[j] - mx);
+    std::vector<double> g(S, 0.0);
+    double wg = 0;
+    for (int j = 0; j < S; ++j) {
+      const double w = std::exp(e[j] - mx) / z;
+      r.w[std::size_t(b) * S + j] = w;
+      for (int h = 0; h < H; ++h) {
+        const double key = keys[(std::size_t(j) * B + b) * H + h];
+        r.c[std::size_t(b) * H + h] += w * key;
+        if (dc) g[j] += (*dc)[std::size_t(b) * H + h] * key;
+      }
+      if (dw) g[j] += (*dw)[std::size_t(b) * S + j];
+      wg += w * g[j];
+    }
+    for (int j = 0; j < S; ++j) {
+      const double w = r.w[std::size_t(b) * S + j];
+      const double de = w * (g[j] - wg) * (mask ? (*mask)[std::size_t(j) * B + b] : 1.0);
+      for (int a = 0; a < A; ++a) {
+        const std::size_t i = (std::size_t(j) * B + b) * A + a;
+        r.dpk[i] = de * v[a] * (1 - r.t[i] * r.t[i]);
+        r.dpq[std::size_t(b) * A + a] += r.dpk[i];
+        r.dv[a] += de * r.t[i];
+      }
+      for (int h = 0; h < H; ++h)
+        r.dkeys[(std::size_t(j) * B + b) * H + h] = dc ? w * (*dc)[std::size_t(b) * H + h] : 0.0;
+    }
+  }
+  return r;
+}
+
+template <class T>
+double max_rel(const std::vector<T>& got, const std::vector<double>& want) {
+  double err = 0, scale = 1;
+  for (double x : want) scale = std::max(scale, std::abs(x));
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    const double e = std::abs(double(got[i]) - want[i]);
+    err = std::isnan(e) ? std::numeric_limits<double>::infinity() : std::max(err, e);
+  }
+  return err / scale;
+}
+
+// Buffers are exactly their size (ASan sees a read past any of them); S crosses 64, the sizes vector
+// edges; masks are random, some rows fully masked (uniform weights), and dc or dw may be absent.
+template <class T>
+void attention_case(unsigned seed) {
+  std::mt19937 rng(seed);
+  const int S = uniform(rng, 0, 3) == 0 ? uniform(rng, 60, 70) : uniform(rng, 1, 24), B = uniform(rng, 1, 9);
+  const int A = random_hidden(rng) % 70 + 1, H = random_hidden(rng) % 70 + 1;
+  const bool masked = uniform(rng, 0, 1), has_dc = uniform(rng, 0, 3) != 0, has_dw = !has_dc || uniform(rng, 0, 1);
+  auto draw = [&](std::size_t n, double lo, double hi) {
+    std::vector<double> x(n);
+    for (double& e : x) e = uniform_real(rng, lo, hi);
+    return x;
+  };
+  const auto pk = draw(std::size_t(S) * B * A, -2, 2), pq = draw(std::size_t(B) * A, -2, 2), v = draw(A, -1, 1);
+  const auto keys = draw(std::size_t(S) * B * H, -1, 1), dc = draw(std::size_t(B) * H, -1, 1);
+  const auto dw = draw(std::size_t(B) * S, -1, 1);
+  std::vector<double> mask(std::size_t(S) * B);
+  for (int b = 0; b < B; ++b) {
+    const int len = uniform(rng, 0, S);  // 0: every position padded
+    for (int j = 0; j < S; ++j) mask[std::size_t(j) * B + b] = j < len ? 1.0 : 0.0;
+  }
+  const attention_reference want = attention_loops(S, B, A, H, pk, pq, v, keys, masked ? &mask : nullptr,
+                                                   has_dc ? &dc : nullptr, has_dw ? &dw : nullptr);
+  auto as_t = [](const std::vector<double>& x) { return std::vector<T>(x.begin(), x.end()); };
+  const auto tpk = as_t(pk), tpq = as_t(pq), tv = as_t(v), tkeys = as_t(keys), tmask = as_t(mask), tdc = as_t(dc),
+             tdw = as_t(dw);
+  std::vector<T> c(std::size_t(B) * H), w(std::size_t(B) * S), t(std::size_t(S) * B * A);
+  const k::additive_attention_shape shape{S, B, A, H};
+  k::additive_attention_forward<T>(shape, tpk.data(), tpq.data(), tv.data(), tkeys.data(),
+                                   masked ? tmask.data() : nullptr, c.data(), w.data(), t.data());
+  std::vector<T> dpk(t.size()), dpq(pq.size()), dv(v.size()), dkeys(keys.size());
+  k::additive_attention_backward<T>(shape, t.data(), tv.data(), tkeys.data(), w.data(), masked ? tmask.data() : nullptr,
+                                    has_dc ? tdc.data() : nullptr, has_dw ? tdw.data() : nullptr, dpk.data(),
+                                    dpq.data(), dv.data(), dkeys.data());
+  const double tol = sizeof(T) == 4 ? 2e-5 : 1e-12;
+  INFO(type_name<T>() << " seed " << seed << ": S " << S << " B " << B << " A " << A << " H " << H << " masked "
+                      << masked << " dc " << has_dc << " dw " << has_dw);
+  CHECK(max_rel(t, want.t) < tol);
+  CHECK(max_rel(w, want.w) < tol);
+  CHECK(max_rel(c, want.c) < tol);
+  CHECK(max_rel(dpk, want.dpk) < tol * S);
+  CHECK(max_rel(dpq, want.dpq) < tol * S);
+  CHECK(max_rel(dv, want.dv) < tol * S * B);
+  CHECK(max_rel(dkeys, want.dkeys) < tol);
+  if (masked)  // a padded position in a row with a real one weighs exactly 0; a row without, 1/S everywhere
+    for (int b = 0; b < B; ++b)
+      for (int j = 0; j < S; ++j) {
+        if (mask[std::size_t(j) * B + b] == 0 && mask[b] == 1) CHECK(w[std::size_t(b) * S + j] == T(0));
+        if (mask[b] == 0) CHECK(std::abs(double(w[std::size_t(b) * S + j]) - 1.0 / S) < tol);
+      }
+}
+
 // ---- accuracy of sigmoid and tanh ---------------------------------------------------------------------
 
 // Error in units of T's epsilon relative to |want| (ulps, within a factor 2); results below T's normal
@@ -439,6 +562,13 @@ TEST_CASE("rnn: gru gates, random shapes, against double references and finite d
   for_random_cases([](unsigned seed) {
     gru_case<float>(seed);
     gru_case<double>(seed);
+  });
+}
+
+TEST_CASE("rnn: additive attention step, random shapes and masks, against double loops", "[kernels][rnn]") {
+  for_random_cases([](unsigned seed) {
+    attention_case<float>(seed);
+    attention_case<double>(seed);
   });
 }
 
