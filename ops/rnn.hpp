@@ -28,6 +28,14 @@ constexpr shape matrix(int rows, int cols) {
   return s;
 }
 
+// A multi-output op's infer: its outputs() check, and the first output's shape (what a node's type records).
+template <class Op>
+constexpr shape_result first_output(const attr_t& a, const shape* in, int n) {
+  std::vector<shape> out;
+  const bool ok = Op::outputs(a, in, n, out);
+  return {ok, ok ? out[0] : shape{}};
+}
+
 // The kernels write every output; the graph may read fewer (inference reads h' alone, and no VJP reads c').
 // Those outputs go to a per-thread buffer, grown on first use, so later runs allocate nothing.
 template <class T, std::size_t N>
@@ -97,9 +105,7 @@ struct lstm_gates_grad_op {
     return true;
   }
   static constexpr shape_result infer(const attr_t& a, const shape* in, int n) {
-    std::vector<shape> out;
-    const bool ok = outputs(a, in, n, out);
-    return {ok, ok ? out[0] : shape{}};
+    return detail::first_output<lstm_gates_grad_op>(a, in, n);
   }
   template <class T>
   static void forward(const run_args<T>& a) {
@@ -168,9 +174,7 @@ struct lstm_gates_op {
     return true;
   }
   static constexpr shape_result infer(const attr_t& a, const shape* in, int n) {
-    std::vector<shape> out;
-    const bool ok = outputs(a, in, n, out);
-    return {ok, ok ? out[0] : shape{}};
+    return detail::first_output<lstm_gates_op>(a, in, n);
   }
   template <class T>
   static void forward(const run_args<T>& a) {
@@ -226,9 +230,7 @@ struct gru_gates_grad_op {
     return true;
   }
   static constexpr shape_result infer(const attr_t& a, const shape* in, int n) {
-    std::vector<shape> out;
-    const bool ok = outputs(a, in, n, out);
-    return {ok, ok ? out[0] : shape{}};
+    return detail::first_output<gru_gates_grad_op>(a, in, n);
   }
   template <class T>
   static void forward(const run_args<T>& a) {
@@ -290,9 +292,7 @@ struct gru_gates_op {
     return true;
   }
   static constexpr shape_result infer(const attr_t& a, const shape* in, int n) {
-    std::vector<shape> out;
-    const bool ok = outputs(a, in, n, out);
-    return {ok, ok ? out[0] : shape{}};
+    return detail::first_output<gru_gates_op>(a, in, n);
   }
   template <class T>
   static void forward(const run_args<T>& a) {

@@ -57,9 +57,7 @@ struct additive_attention_grad_op {
     return true;
   }
   static constexpr shape_result infer(const attr_t& a, const shape* in, int n) {
-    std::vector<shape> out;
-    const bool ok = outputs(a, in, n, out);
-    return {ok, ok ? out[0] : shape{}};
+    return detail::first_output<additive_attention_grad_op>(a, in, n);
   }
   template <class T>
   static void forward(const run_args<T>& a) {
@@ -134,9 +132,7 @@ struct additive_attention_op {
     return true;
   }
   static constexpr shape_result infer(const attr_t& a, const shape* in, int n) {
-    std::vector<shape> out;
-    const bool ok = outputs(a, in, n, out);
-    return {ok, ok ? out[0] : shape{}};
+    return detail::first_output<additive_attention_op>(a, in, n);
   }
   template <class T>
   static void forward(const run_args<T>& a) {
