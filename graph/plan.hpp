@@ -210,6 +210,17 @@ constexpr void plan_scan(dyn_plan& p, arena_allocator& mem, const builder& b, in
   for (int k = 0; k < l.D; ++k)
     if (out_loc[l.C + l.Y + k].sp != space::none)
       roots.push_back(b.body(n, l.saveable(k))), root_dest.push_back(l.C + l.Y + k);
+  // So is a per-step output or saveable, into its slice of the stacked output (slot 2C + S + F + j,
+  // a sequence slot), while slots last: no copy after each run of the cell.
+  std::vector<int> out_slot_root;  // per such slot, its root (index in roots)
+  for (std::size_t r = 0; r < roots.size(); ++r) {
+    const int m = roots[r];
+    if (root_dest[r] >= 0 && bound[m] < 0 && placed[m] < 0 && !is_leaf(b[m]) && b[m].op->cls != op_class::constant &&
+        2 * l.C + l.S + l.F + static_cast<int>(out_slot_root.size()) < max_scan_slots) {
+      placed[m] = 2 * l.C + l.S + l.F + static_cast<int>(out_slot_root.size());
+      out_slot_root.push_back(static_cast<int>(r));
+    }
+  }
   const dyn_plan cell = make_plan(b, roots, nullptr, swept, &bound, &placed);
   // The block: double-buffered carries, then the cell's arena.
   const long esz = static_cast<long>(dtype_size(nd.type));
@@ -242,6 +253,9 @@ constexpr void plan_scan(dyn_plan& p, arena_allocator& mem, const builder& b, in
   }
   for (int k = 0; k < l.F; ++k) p.scan_slots.push_back({where[b.in(n, l.C + l.S + k)], 0, 0});
   for (int k = 0; k < l.C; ++k) p.scan_slots.push_back({carry_loc(k), half(k), 3});
+  for (const int r : out_slot_root)
+    p.scan_slots.push_back(
+        {out_loc[root_dest[r]], b[roots[r]].out.size() * static_cast<long>(dtype_size(b[roots[r]].type)), 2});
   sc.n_slots = static_cast<int>(p.scan_slots.size()) - sc.first_slot;
   // Copies: before the loop, after each run of the cell, after the loop.
   sc.first_init = static_cast<int>(p.scan_copies.size());
@@ -252,6 +266,8 @@ constexpr void plan_scan(dyn_plan& p, arena_allocator& mem, const builder& b, in
     const loc from = cell.outputs[r].l;
     const long bytes = b[roots[r]].out.size() * static_cast<long>(dtype_size(b[roots[r]].type));
     if (root_dest[r] < 0 && placed[roots[r]] == l.C + l.S + l.F + (-1 - root_dest[r])) continue;  // written in place
+    const int j = placed[roots[r]] - (2 * l.C + l.S + l.F);
+    if (j >= 0 && out_slot_root[j] == static_cast<int>(r)) continue;  // written in its slice
     if (root_dest[r] < 0)
       p.scan_copies.push_back({from, carry_loc(-1 - root_dest[r]), bytes, half(-1 - root_dest[r]), 1});
     else

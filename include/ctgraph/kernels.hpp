@@ -5,6 +5,7 @@
 // in ops/kernels/*.cpp; this header is deliberately light (no intrinsics, no heavy includes)
 // because graph code includes it.
 #pragma once
+#include <cstddef>
 
 namespace ctgraph::kernels {
 
@@ -101,5 +102,26 @@ void attention_backward_reference(const attention_shape&, const float* q, const 
 void attention_backward_reference(const attention_shape&, const double* q, const double* k, const double* v,
                                   const double* o, const double* lse, const double* dout, double* dq, double* dk,
                                   double* dv);
+
+/// The coefficients of one Adam (AdamW) update, torch.optim's rule (cg::adam, cg::adamw):
+///   d = clip g + l2 p',  p' = decay p,  m = b1 m + (1 - b1) d,  v = b2 v + (1 - b2) d^2,
+///   p = p' - step_size m / (sqrt(v) / bc2_sqrt + eps),  v replaced by max(vmax, v) with AMSGrad.
+template <class T>
+struct adam_step {
+  T clip = 1;        ///< gradient factor (norm clipping); 1: none
+  T l2 = 0;          ///< weight decay as an L2 term of the gradient (Adam); 0: none
+  T decay = 1;       ///< decoupled weight decay, 1 - lr * weight_decay (AdamW); 1: none
+  T b1 = 0, b2 = 0;  ///< decay rates of the first and second moments
+  T a1 = 1, a2 = 1;  ///< 1 - b1 and 1 - b2, rounded from double as torch does
+  T step_size = 0;   ///< lr / (1 - b1^t)
+  T bc2_sqrt = 1;    ///< sqrt(1 - b2^t)
+  T eps = 0;         ///< added to the denominator
+};
+
+/// One Adam update of n elements: p, m, v (and vmax, if not null: AMSGrad) updated in place from g.
+/// Vectorised, one loop per combination of options; threads for large n.
+void adam_update(const adam_step<float>&, std::size_t n, float* p, const float* g, float* m, float* v, float* vmax);
+void adam_update(const adam_step<double>&, std::size_t n, double* p, const double* g, double* m, double* v,
+                 double* vmax);
 
 }  // namespace ctgraph::kernels

@@ -41,6 +41,7 @@
 #include <utility>
 
 #include "compile.hpp"
+#include "kernels.hpp"
 
 namespace ctgraph {
 
@@ -285,28 +286,18 @@ class adam_impl {
     for_each_grad(params, out, [&]<class T>(std::size_t k, T* p, const T* g, std::size_t n) {
       const double t = ++steps_[k];
       const double bc1 = 1 - std::pow(b1, t), bc2 = 1 - std::pow(b2, t);
-      const T step_size = static_cast<T>(o_.lr / bc1), bc2_sqrt = static_cast<T>(std::sqrt(bc2));
-      const T c = static_cast<T>(coef), wd = static_cast<T>(o_.weight_decay), eps = static_cast<T>(o_.eps);
-      const T decay = static_cast<T>(1 - o_.lr * o_.weight_decay);
-      const T tb1 = static_cast<T>(b1), tb2 = static_cast<T>(b2), a1 = static_cast<T>(1 - b1),
-              a2 = static_cast<T>(1 - b2);
-      T* m = m_.template at<T>(k);
-      T* v = v_.template at<T>(k);
-      T* vmax = max_v_ ? max_v_->template at<T>(k) : nullptr;
-      for (std::size_t i = 0; i < n; ++i) {
-        T d = coef != 1 ? g[i] * c : g[i];
-        if constexpr (Decoupled) {
-          if (o_.weight_decay != 0) p[i] = p[i] * decay;
-        } else {
-          if (o_.weight_decay != 0) d = d + wd * p[i];
-        }
-        m[i] = m[i] * tb1 + d * a1;
-        v[i] = v[i] * tb2 + a2 * d * d;
-        T vv = v[i];
-        if (vmax) vv = vmax[i] = vmax[i] < vv ? vv : vmax[i];
-        const T denom = std::sqrt(vv) / bc2_sqrt + eps;
-        p[i] = p[i] - step_size * (m[i] / denom);
-      }
+      kernels::adam_step<T> s;
+      s.clip = static_cast<T>(coef);
+      if constexpr (Decoupled)
+        s.decay = static_cast<T>(1 - o_.lr * o_.weight_decay);
+      else
+        s.l2 = static_cast<T>(o_.weight_decay);
+      s.b1 = static_cast<T>(b1), s.b2 = static_cast<T>(b2), s.a1 = static_cast<T>(1 - b1),
+      s.a2 = static_cast<T>(1 - b2);
+      s.step_size = static_cast<T>(o_.lr / bc1), s.bc2_sqrt = static_cast<T>(std::sqrt(bc2));
+      s.eps = static_cast<T>(o_.eps);
+      kernels::adam_update(s, n, p, g, m_.template at<T>(k), v_.template at<T>(k),
+                           max_v_ ? max_v_->template at<T>(k) : nullptr);
     });
     return norm;
   }
