@@ -139,6 +139,8 @@ consteval op_info make_op_info() {
   if constexpr (has_vjp) i.vjp = &Op::vjp;
   if constexpr (requires { &Op::int_bound; }) i.int_bound = &Op::int_bound;
   if constexpr (requires { Op::stacks; }) i.stacks = Op::stacks;
+  if constexpr (requires { Op::accumulates; }) i.accumulates = Op::accumulates;
+  if constexpr (requires { Op::is_add; }) i.is_add = Op::is_add;
   if constexpr (requires { &Op::outputs; }) i.outputs = &Op::outputs;
   if constexpr (requires { &Op::build; }) i.build = &Op::build;
   i.rt = &op_runtime_of<Op>;

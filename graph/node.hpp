@@ -37,6 +37,7 @@ struct run_args {
   int n_in = 0;
   void* const* outs = nullptr;  // multi-output ops: n_out outputs, nullptr where none is needed
   int n_out = 0;
+  const void* const* accs = nullptr;  // per output, a buffer its result is added to, or nullptr (op_info::accumulates)
   template <class U = T>
   const U* input(int k) const {
     return static_cast<const U*>(in[k]);
@@ -45,6 +46,12 @@ struct run_args {
   template <class U = T>
   U* output(int k) const {
     return static_cast<U*>(outs[k]);
+  }
+  /// For an output in op_info::accumulates: the buffer the kernel adds output k's result to
+  /// (output k = accumulator k + result), or nullptr: output k is the result alone.
+  template <class U = T>
+  const U* accumulator(int k) const {
+    return accs ? static_cast<const U*>(accs[k]) : nullptr;
   }
 };
 
@@ -97,6 +104,10 @@ struct op_info {
   // On operands with extra leading axes (those its shape rule accepts) it computes the
   // stacked results: what a scan may run for all steps at once (lift_step_values).
   bool stacks = false;
+  // Multi-output ops: the outputs (bit k: output k) whose kernel can add its result to a buffer
+  // it is given (run_args::accumulator), so that the planner folds `acc + output` into it.
+  unsigned accumulates = 0;
+  bool is_add = false;  // add: a + b, what such a fold removes
   const op_runtime* rt = nullptr;
 };
 

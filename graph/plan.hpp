@@ -27,9 +27,10 @@ struct kernel_step {
   loc out;
   shape out_shape;
   int n_in = 0;
-  int first_in = 0;  // operands: the plan's in_locs and in_shapes [first_in, first_in + n_in)
-  int n_out = 0;     // multi-output ops: their outputs follow the operands there (out unused);
-                     // space::none where the graph reads none
+  int first_in = 0;       // operands: the plan's in_locs and in_shapes [first_in, first_in + n_in)
+  int n_out = 0;          // multi-output ops: their outputs follow the operands there (out unused);
+                          // space::none where the graph reads none
+  bool has_accs = false;  // then n_out accumulators follow the outputs (run_args::accs), space::none for none
 };
 
 inline constexpr int max_fused = 16;  // instructions per fused loop
@@ -405,10 +406,31 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
     if (nd.op->cls != op_class::elementwise)
       for (int k = 0; k < nd.n_in; ++k) materialise[b.in(n, k)] = 1;
   }
+  // A scan's next carry (or per-step output) acc + g, with g an output of a kernel that can add its result
+  // to a buffer (op_info::accumulates) and read by nothing else: the kernel writes acc + result straight into
+  // the slot, and the add is no step of its own. A backward scan's running sum of a free value's adjoint
+  // then costs one pass over it per step, not three.
+  std::vector<int> folded_into(N, -1), acc_of(N, -1);  // per such g: its add, and the add's other operand
+  std::vector<int> folded(N, -1);                      // per add folded away: its g
+  if (placed)
+    for (int n = 0; n < N; ++n) {
+      const node& nd = b[n];
+      if (!needed[n] || !nd.op->is_add || nd.n_in != 2 || (*placed)[n] < 0 || slot_of(n) >= 0) continue;
+      for (int k = 0; k < 2 && folded[n] < 0; ++k) {
+        const int g = b.in(n, k), acc = b.in(n, 1 - k);
+        const node& ng = b[g];
+        if (g == acc || ng.op->cls != op_class::project || consumers[g] != 1 || is_out[g] || slot_of(g) >= 0 ||
+            slot_of(acc) < 0 || folded_into[g] >= 0)
+          continue;
+        if (!(ng.out == nd.out) || !(b[acc].out == nd.out) || ng.type != nd.type || b[acc].type != nd.type) continue;
+        if (!((b[b.in(g, 0)].op->accumulates >> ng.a.i[0]) & 1u)) continue;
+        folded_into[g] = n, acc_of[g] = acc, folded[n] = g;
+      }
+    }
   std::vector<int> step_node;
   std::vector<int> proj_head(N, -1), proj_next(N, -1);  // per multi-output node, its needed projections
   for (int n = 0; n < N; ++n) {
-    if (!needed[n] || is_leaf(b[n]) || inlined[n] || slot_of(n) >= 0) continue;
+    if (!needed[n] || is_leaf(b[n]) || inlined[n] || slot_of(n) >= 0 || folded[n] >= 0) continue;
     if (b[n].op->cls == op_class::constant && !materialise[n]) continue;
     if (b[n].op->cls == op_class::project) {
       proj_next[n] = proj_head[b.in(n, 0)];
@@ -424,6 +446,8 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
   for (int s = 0; s < S; ++s) root_of[step_node[s]] = s;
   for (int n = N - 1; n >= 0; --n)  // an inlined node is read where its consumer's loop runs
     if (inlined[n]) root_of[n] = root_of[only_consumer[n]];
+  for (int n = 0; n < N; ++n)  // a folded add is computed by the kernel of its g
+    if (folded[n] >= 0) root_of[n] = root_of[b.in(folded[n], 0)];
   for (int n = 0; n < N; ++n) {
     if (!needed[n] || root_of[n] < 0) continue;
     const node& nd = b[n];
@@ -442,6 +466,10 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
     auto place = [&](int m) {             // a buffer for node m, freed after its last reader
       if (placed && (*placed)[m] >= 0) {  // a scan's next carry, written into its slot
         where[m] = {space::slot, (*placed)[m]};
+        return;
+      }
+      if (folded_into[m] >= 0) {  // the sum it is folded into: that add's slot
+        where[m] = where[folded_into[m]] = {space::slot, (*placed)[folded_into[m]]};
         return;
       }
       where[m] = {space::arena, mem.alloc(b[m].out.size() * static_cast<long>(dtype_size(b[m].type)))};
@@ -549,6 +577,12 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
         k.out = {};
         for (int j = 0; j < k.n_out; ++j) p.in_locs.push_back({}), p.in_shapes.push_back(outs[j]);
         for (int m = proj_head[n]; m >= 0; m = proj_next[m]) p.in_locs[k.first_in + nd.n_in + b[m].a.i[0]] = where[m];
+        for (int m = proj_head[n]; m >= 0; m = proj_next[m]) k.has_accs |= folded_into[m] >= 0;
+        if (k.has_accs) {
+          for (int j = 0; j < k.n_out; ++j) p.in_locs.push_back({}), p.in_shapes.push_back(outs[j]);
+          for (int m = proj_head[n]; m >= 0; m = proj_next[m])
+            if (folded_into[m] >= 0) p.in_locs[k.first_in + nd.n_in + k.n_out + b[m].a.i[0]] = where[acc_of[m]];
+        }
       }
       if (scan) {
         k.op = &scan_runtime;

@@ -31,6 +31,7 @@ struct elementwise_op {
 
 struct add_op : elementwise_op<add_op> {
   static constexpr const char* name = "add";
+  static constexpr bool is_add = true;
   template <class T>
   static T scalar(T a, T b) {
     return a + b;

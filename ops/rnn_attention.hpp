@@ -43,7 +43,8 @@ constexpr ref positions_major(ref w) {
 struct additive_attention_grad_op {
   static constexpr const char* name = "additive_attention_grad";
   static constexpr op_class cls = op_class::kernel;
-  static constexpr double flops = 8;  // per element of act (summaries): the backward formulas, roughly
+  static constexpr double flops = 8;               // per element of act (summaries): the backward formulas, roughly
+  static constexpr unsigned accumulates = 0b1001;  // dpk and dkeys: a decoder's running sums, added in the kernel
   static constexpr bool outputs(const attr_t& a, const shape* in, int n, std::vector<shape>& out) {
     const bool has_dc = a.i[0], has_dw = a.i[1], has_mask = a.i[2];
     if (n != 4 + has_mask + has_dc + has_dw || in[0].rank != 3 || in[2].rank != 3) return false;
@@ -69,7 +70,7 @@ struct additive_attention_grad_op {
     kernels::additive_attention_backward<T>({S, B, A, H}, a.input(0), a.input(1), a.input(2), a.input(3),
                                             has_mask ? a.input(4) : nullptr, has_dc ? a.input(4 + has_mask) : nullptr,
                                             has_dw ? a.input(4 + has_mask + has_dc) : nullptr, out[0], out[1], out[2],
-                                            out[3]);
+                                            out[3], a.accumulator(0), a.accumulator(3));
   }
   /// The kernel's formulas as graph ops, over the grad node's operands x: its four outputs.
   static constexpr std::array<ref, 4> reference(builder& b, const attr_t& attr, const std::vector<ref>& x) {

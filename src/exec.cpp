@@ -28,7 +28,11 @@ void run_kernel(const exec_ctx& c, const plan_view& p, const kernel_step& k) {
     for (int j = 0; j < k.n_in; ++j) in[j] = resolve<const void>(c, p.in_locs[k.first_in + j]);
     void* outs[max_kernel_outputs];
     for (int j = 0; j < k.n_out; ++j) outs[j] = resolve<void>(c, p.in_locs[k.first_in + k.n_in + j]);
-    const run_args<T> a{out, in, k.out_shape, p.in_shapes.data() + k.first_in, k.a, k.n_in, outs, k.n_out};
+    const void* accs[max_kernel_outputs];
+    if (k.has_accs)
+      for (int j = 0; j < k.n_out; ++j) accs[j] = resolve<const void>(c, p.in_locs[k.first_in + k.n_in + k.n_out + j]);
+    const run_args<T> a{out,    in,   k.out_shape, p.in_shapes.data() + k.first_in, k.a,
+                        k.n_in, outs, k.n_out,     k.has_accs ? accs : nullptr};
     if constexpr (std::is_same_v<T, float>)
       k.op->fwd_f32(a);
     else

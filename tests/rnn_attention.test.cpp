@@ -204,6 +204,20 @@ TEST_CASE("additive attention in a decoder's scan: W_h h_j runs once, before the
   for (std::size_t i = 0; i < decltype(step)::sizes.body_order; ++i) in_cells += projects_keys(p.body_order[i]);
   CHECK(outer == 1);
   CHECK(in_cells == 0);
+  // The backward loop's running sum of dL/d(W_h h_j) over the steps is added by the attention's grad kernel
+  // itself: it has accumulators, and no cell adds an [S, B, A] buffer.
+  int accumulating = 0, sum_steps = 0;
+  for (std::size_t i = 0; i < decltype(step)::sizes.body_order; ++i) {
+    const cg::order_entry& e = p.body_order[i];
+    if (e.fused) {
+      sum_steps += p.fused[e.index].out_shape == cg::make_shape<S, B, A>();
+    } else {
+      const cg::kernel_step& k = p.kernels[e.index];
+      accumulating += std::string(k.op->name) == "additive_attention_grad" && k.has_accs;
+    }
+  }
+  CHECK(accumulating == 1);
+  CHECK(sum_steps == 0);
   gradcheck_params("decoder scan with attention", loss);
 }
 

@@ -118,7 +118,8 @@ void additive_attention_forward(const additive_attention_shape& s, const T* pk, 
 /// Gradient of additive_attention_forward, from its saved t (act) and weights w. Per row b:
 ///   g_j = dw_bj + dc_b . keys_jb,  de_j = w_j (g_j - sum_i w_i g_i) mask_jb,
 ///   dpk_jb = de_j v (1 - t_jb^2),  dpq_b = sum_j dpk_jb,  dv = sum_jb de_j t_jb,  dkeys_jb = w_j dc_b.
-/// No gradient reaches the mask. Every output is overwritten, not accumulated.
+/// No gradient reaches the mask. dpq and dv are overwritten; dpk and dkeys too, or, given acc_dpk or
+/// acc_dkeys, written as that buffer plus the gradient (a running sum over decoder steps, in one pass).
 /// @param mask   [S, B]: the forward's mask; null: none
 /// @param dc     [B, H]: dL/dcontext; null means zero
 /// @param dw     [B, S]: dL/dweights; null means zero
@@ -126,9 +127,12 @@ void additive_attention_forward(const additive_attention_shape& s, const T* pk, 
 /// @param dpq    [B, A], written
 /// @param dv     [A], written
 /// @param dkeys  [S, B, H], written
+/// @param acc_dpk    [S, B, A]: added to dpk; null: none (may not alias dpk)
+/// @param acc_dkeys  [S, B, H]: added to dkeys; null: none (may not alias dkeys)
 template <class T>
 void additive_attention_backward(const additive_attention_shape& s, const T* act, const T* v, const T* keys, const T* w,
-                                 const T* mask, const T* dc, const T* dw, T* dpk, T* dpq, T* dv, T* dkeys);
+                                 const T* mask, const T* dc, const T* dw, T* dpk, T* dpq, T* dv, T* dkeys,
+                                 const T* acc_dpk = nullptr, const T* acc_dkeys = nullptr);
 
 extern template void lstm_gates_forward<float>(const rnn_shape&, const float*, const float*, float*, float*, float*);
 extern template void lstm_gates_forward<double>(const rnn_shape&, const double*, const double*, double*, double*,
@@ -154,9 +158,11 @@ extern template void additive_attention_forward<double>(const additive_attention
                                                         double*);
 extern template void additive_attention_backward<float>(const additive_attention_shape&, const float*, const float*,
                                                         const float*, const float*, const float*, const float*,
-                                                        const float*, float*, float*, float*, float*);
+                                                        const float*, float*, float*, float*, float*, const float*,
+                                                        const float*);
 extern template void additive_attention_backward<double>(const additive_attention_shape&, const double*, const double*,
                                                          const double*, const double*, const double*, const double*,
-                                                         const double*, double*, double*, double*, double*);
+                                                         const double*, double*, double*, double*, double*,
+                                                         const double*, const double*);
 
 }  // namespace ctgraph::kernels

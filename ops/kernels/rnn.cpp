@@ -306,7 +306,8 @@ template <class T>
 void additive_attention_backward(const additive_attention_shape& s, const T* __restrict act, const T* __restrict v,
                                  const T* __restrict keys, const T* __restrict weights, const T* __restrict mask,
                                  const T* __restrict dc, const T* __restrict dw, T* __restrict dpk, T* __restrict dpq,
-                                 T* __restrict dv, T* __restrict dkeys) {
+                                 T* __restrict dv, T* __restrict dkeys, const T* __restrict acc_dpk,
+                                 const T* __restrict acc_dkeys) {
   const idx S = s.positions, B = s.batch, A = s.width, H = s.key_width;
   thread_local std::vector<T> scores;  // grown on first use: later runs allocate nothing
   if (static_cast<idx>(scores.size()) < S) scores.resize(static_cast<std::size_t>(S));
@@ -334,17 +335,36 @@ void additive_attention_backward(const additive_attention_shape& s, const T* __r
       const T e = mask ? w[j] * (g[j] - wg) * mask[j * B + b] : w[j] * (g[j] - wg);
       const T* t = act + (j * B + b) * A;
       T* d = dpk + (j * B + b) * A;
+      if (acc_dpk) {
+        const T* ad = acc_dpk + (j * B + b) * A;
 #pragma omp simd
-      for (idx a = 0; a < A; ++a) {
-        const T u = e * v[a] * (T(1) - t[a] * t[a]);
-        d[a] = u;
-        q[a] += u;
-        dv[a] += e * t[a];
+        for (idx a = 0; a < A; ++a) {
+          const T u = e * v[a] * (T(1) - t[a] * t[a]);
+          d[a] = ad[a] + u;
+          q[a] += u;
+          dv[a] += e * t[a];
+        }
+      } else {
+#pragma omp simd
+        for (idx a = 0; a < A; ++a) {
+          const T u = e * v[a] * (T(1) - t[a] * t[a]);
+          d[a] = u;
+          q[a] += u;
+          dv[a] += e * t[a];
+        }
       }
       T* dk = dkeys + (j * B + b) * H;
+      const T* ak = acc_dkeys ? acc_dkeys + (j * B + b) * H : nullptr;
       const T wj = w[j];
+      if (ak && g_c) {
 #pragma omp simd
-      for (idx h = 0; h < H; ++h) dk[h] = g_c ? wj * g_c[h] : T(0);
+        for (idx h = 0; h < H; ++h) dk[h] = ak[h] + wj * g_c[h];
+      } else if (ak) {
+        for (idx h = 0; h < H; ++h) dk[h] = ak[h];
+      } else {
+#pragma omp simd
+        for (idx h = 0; h < H; ++h) dk[h] = g_c ? wj * g_c[h] : T(0);
+      }
     }
   }
 }
@@ -374,10 +394,11 @@ template void additive_attention_forward<double>(const additive_attention_shape&
                                                  double*);
 template void additive_attention_backward<float>(const additive_attention_shape&, const float*, const float*,
                                                  const float*, const float*, const float*, const float*, const float*,
-                                                 float*, float*, float*, float*);
+                                                 float*, float*, float*, float*, const float*, const float*);
 template void additive_attention_backward<double>(const additive_attention_shape&, const double*, const double*,
                                                   const double*, const double*, const double*, const double*,
-                                                  const double*, double*, double*, double*, double*);
+                                                  const double*, double*, double*, double*, double*, const double*,
+                                                  const double*);
 template void lstm_gates_forward<float>(const rnn_shape&, const float*, const float*, float*, float*, float*);
 template void lstm_gates_forward<double>(const rnn_shape&, const double*, const double*, double*, double*, double*);
 template void lstm_gates_backward<float>(const rnn_shape&, const float*, const float*, const float*, const float*,

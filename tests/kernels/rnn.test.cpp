@@ -472,6 +472,22 @@ void attention_case(unsigned seed) {
         if (mask[std::size_t(j) * B + b] == 0 && mask[b] == 1) CHECK(w[std::size_t(b) * S + j] == T(0));
         if (mask[b] == 0) CHECK(std::abs(double(w[std::size_t(b) * S + j]) - 1.0 / S) < tol);
       }
+  // With running sums given (what a backward scan folds its adds into): dpk and dkeys are sum + gradient,
+  // either alone; dpq and dv as before (to rounding: the loop that computes them is another).
+  const int which = uniform(rng, 1, 3);  // bit 0: acc_dpk, bit 1: acc_dkeys
+  const auto acc_pk = as_t(draw(dpk.size(), -3, 3)), acc_keys = as_t(draw(dkeys.size(), -3, 3));
+  std::vector<T> dpk2(t.size()), dpq2(pq.size()), dv2(v.size()), dkeys2(keys.size());
+  k::additive_attention_backward<T>(shape, t.data(), tv.data(), tkeys.data(), w.data(), masked ? tmask.data() : nullptr,
+                                    has_dc ? tdc.data() : nullptr, has_dw ? tdw.data() : nullptr, dpk2.data(),
+                                    dpq2.data(), dv2.data(), dkeys2.data(), which & 1 ? acc_pk.data() : nullptr,
+                                    which & 2 ? acc_keys.data() : nullptr);
+  INFO("accumulators " << which);
+  // The sum may be rounded once (a fused multiply-add) where sum + gradient rounds twice.
+  auto near = [](T got, T acc, T g) { return std::abs(got - (acc + g)) <= 2 * eps<T> * (std::abs(acc) + std::abs(g)); };
+  for (std::size_t i = 0; i < dpk.size(); ++i) REQUIRE(near(dpk2[i], which & 1 ? acc_pk[i] : T(0), dpk[i]));
+  for (std::size_t i = 0; i < dkeys.size(); ++i) REQUIRE(near(dkeys2[i], which & 2 ? acc_keys[i] : T(0), dkeys[i]));
+  CHECK(max_rel(dpq2, want.dpq) < tol * S);
+  CHECK(max_rel(dv2, want.dv) < tol * S * B);
 }
 
 // ---- accuracy of sigmoid and tanh ---------------------------------------------------------------------
