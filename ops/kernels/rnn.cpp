@@ -262,19 +262,19 @@ void gru_gates_backward(const rnn_shape& s, const T* act, const T* h, const T* d
 
 // ---- Additive attention -------------------------------------------------------------------------------
 
-// One row b at a time: its S scores, softmax and context stay in L1, where the unfused graph made a pass
-// over [S, B, A] buffers for each of its ops.
+// Every pass over an [S, B, *] buffer runs in its memory order (positions, then rows), so that it streams:
+// row by row, each row's S slices lie a whole [B, *] apart, and the hardware prefetchers follow that no better
+// than a gather. A row's scores, weights and context are small ([B, S], [B, H]) and stay in cache.
 template <class T>
 void additive_attention_forward(const additive_attention_shape& s, const T* __restrict pk, const T* __restrict pq,
                                 const T* __restrict v, const T* __restrict keys, const T* __restrict mask,
                                 T* __restrict context, T* __restrict weights, T* __restrict act) {
   const idx S = s.positions, B = s.batch, A = s.width, H = s.key_width;
   const T lo = clamp_bound<T>;
-  for (idx b = 0; b < B; ++b) {
-    const T* q = pq + b * A;
-    T* w = weights + b * S;
-    for (idx j = 0; j < S; ++j) {
+  for (idx j = 0; j < S; ++j)  // scores e_bj = v . tanh(pk_jb + pq_b), masked
+    for (idx b = 0; b < B; ++b) {
       const T* k = pk + (j * B + b) * A;
+      const T* q = pq + b * A;
       T* t = act + (j * B + b) * A;
       T e = 0;
 #pragma omp simd reduction(+ : e)
@@ -283,23 +283,27 @@ void additive_attention_forward(const additive_attention_shape& s, const T* __re
         t[a] = x;
         e += v[a] * x;
       }
-      w[j] = mask ? e * mask[j * B + b] + (mask[j * B + b] - T(1)) * T(1e9) : e;
+      weights[b * S + j] = mask ? e * mask[j * B + b] + (mask[j * B + b] - T(1)) * T(1e9) : e;
     }
+  for (idx b = 0; b < B; ++b) {  // softmax over each row's positions
+    T* w = weights + b * S;
     T mx = w[0];
     for (idx j = 1; j < S; ++j) mx = w[j] > mx ? w[j] : mx;
     T sum = 0;
     for (idx j = 0; j < S; ++j) sum += (w[j] = std::exp(w[j] - mx));
     const T inv = T(1) / sum;
-    T* c = context + b * H;
-    for (idx h = 0; h < H; ++h) c[h] = 0;
-    for (idx j = 0; j < S; ++j) {
-      const T wj = w[j] *= inv;
+    for (idx j = 0; j < S; ++j) w[j] *= inv;
+  }
+  for (idx i = 0; i < B * H; ++i) context[i] = 0;
+  for (idx j = 0; j < S; ++j)  // context c_b = sum_j w_bj keys_jb
+    for (idx b = 0; b < B; ++b) {
+      const T wj = weights[b * S + j];
       if (wj == T(0)) continue;  // a padded position: its key is never read
       const T* key = keys + (j * B + b) * H;
+      T* c = context + b * H;
 #pragma omp simd
       for (idx h = 0; h < H; ++h) c[h] += wj * key[h];
     }
-  }
 }
 
 template <class T>
@@ -309,32 +313,36 @@ void additive_attention_backward(const additive_attention_shape& s, const T* __r
                                  T* __restrict dv, T* __restrict dkeys, const T* __restrict acc_dpk,
                                  const T* __restrict acc_dkeys) {
   const idx S = s.positions, B = s.batch, A = s.width, H = s.key_width;
-  thread_local std::vector<T> scores;  // grown on first use: later runs allocate nothing
-  if (static_cast<idx>(scores.size()) < S) scores.resize(static_cast<std::size_t>(S));
-  for (idx a = 0; a < A; ++a) dv[a] = 0;
-  for (idx b = 0; b < B; ++b) {
-    const T* w = weights + b * S;
-    const T* g_c = dc ? dc + b * H : nullptr;
-    T* g = scores.data();  // g_j = dw_j + dc . key_j, then de_j = w_j (g_j - <w, g>)
-    T wg = 0;
-    for (idx j = 0; j < S; ++j) {
-      T gj = dw ? dw[b * S + j] : T(0);
-      if (g_c && w[j] != T(0)) {
+  thread_local std::vector<T> scores;  // [B, S]; grown on first use: later runs allocate nothing
+  if (static_cast<idx>(scores.size()) < B * S) scores.resize(static_cast<std::size_t>(B * S));
+  T* g = scores.data();  // g_bj = dw_bj + dc_b . key_jb, then de_bj = w_bj (g_bj - <w_b, g_b>) mask_jb
+  for (idx i = 0; i < B * S; ++i) g[i] = dw ? dw[i] : T(0);
+  if (dc)
+    for (idx j = 0; j < S; ++j)
+      for (idx b = 0; b < B; ++b) {
+        if (weights[b * S + j] == T(0)) continue;
         const T* key = keys + (j * B + b) * H;
+        const T* g_c = dc + b * H;
         T d = 0;
 #pragma omp simd reduction(+ : d)
         for (idx h = 0; h < H; ++h) d += g_c[h] * key[h];
-        gj += d;
+        g[b * S + j] += d;
       }
-      g[j] = gj;
-      wg += w[j] * gj;
-    }
-    T* q = dpq + b * A;
-    for (idx a = 0; a < A; ++a) q[a] = 0;
-    for (idx j = 0; j < S; ++j) {
-      const T e = mask ? w[j] * (g[j] - wg) * mask[j * B + b] : w[j] * (g[j] - wg);
+  for (idx b = 0; b < B; ++b) {
+    const T* w = weights + b * S;
+    T* gb = g + b * S;
+    T wg = 0;
+    for (idx j = 0; j < S; ++j) wg += w[j] * gb[j];
+    for (idx j = 0; j < S; ++j) gb[j] = mask ? w[j] * (gb[j] - wg) * mask[j * B + b] : w[j] * (gb[j] - wg);
+  }
+  for (idx i = 0; i < B * A; ++i) dpq[i] = 0;
+  for (idx a = 0; a < A; ++a) dv[a] = 0;
+  for (idx j = 0; j < S; ++j)
+    for (idx b = 0; b < B; ++b) {
+      const T e = g[b * S + j];
       const T* t = act + (j * B + b) * A;
       T* d = dpk + (j * B + b) * A;
+      T* q = dpq + b * A;
       if (acc_dpk) {
         const T* ad = acc_dpk + (j * B + b) * A;
 #pragma omp simd
@@ -355,7 +363,8 @@ void additive_attention_backward(const additive_attention_shape& s, const T* __r
       }
       T* dk = dkeys + (j * B + b) * H;
       const T* ak = acc_dkeys ? acc_dkeys + (j * B + b) * H : nullptr;
-      const T wj = w[j];
+      const T* g_c = dc ? dc + b * H : nullptr;
+      const T wj = weights[b * S + j];
       if (ak && g_c) {
 #pragma omp simd
         for (idx h = 0; h < H; ++h) dk[h] = ak[h] + wj * g_c[h];
@@ -366,7 +375,6 @@ void additive_attention_backward(const additive_attention_shape& s, const T* __r
         for (idx h = 0; h < H; ++h) dk[h] = g_c ? wj * g_c[h] : T(0);
       }
     }
-  }
 }
 
 // Elementwise tanh and sigmoid over arrays (the graph's tanh and sigmoid ops run on these): the same cores.
