@@ -108,14 +108,16 @@ void attention_backward_reference(const attention_shape&, const double* q, const
 ///   p = p' - step_size m / (sqrt(v) / bc2_sqrt + eps),  v replaced by max(vmax, v) with AMSGrad.
 template <class T>
 struct adam_step {
-  T clip = 1;        ///< gradient factor (norm clipping); 1: none
-  T l2 = 0;          ///< weight decay as an L2 term of the gradient (Adam); 0: none
-  T decay = 1;       ///< decoupled weight decay, 1 - lr * weight_decay (AdamW); 1: none
-  T b1 = 0, b2 = 0;  ///< decay rates of the first and second moments
-  T a1 = 1, a2 = 1;  ///< 1 - b1 and 1 - b2, rounded from double as torch does
-  T step_size = 0;   ///< lr / (1 - b1^t)
-  T bc2_sqrt = 1;    ///< sqrt(1 - b2^t)
-  T eps = 0;         ///< added to the denominator
+  T clip = 1;       ///< gradient factor (norm clipping); 1: none
+  T l2 = 0;         ///< weight decay as an L2 term of the gradient (Adam); 0: none
+  T decay = 1;      ///< decoupled weight decay, 1 - lr * weight_decay (AdamW); 1: none
+  T b1 = 0;         ///< decay rate of the first moment
+  T b2 = 0;         ///< decay rate of the second moment
+  T a1 = 1;         ///< 1 - b1, rounded from double as torch does
+  T a2 = 1;         ///< 1 - b2, rounded from double as torch does
+  T step_size = 0;  ///< lr / (1 - b1^t)
+  T bc2_sqrt = 1;   ///< sqrt(1 - b2^t)
+  T eps = 0;        ///< added to the denominator
 };
 
 /// One Adam update of n elements: p, m, v (and vmax, if not null: AMSGrad) updated in place from g.
