@@ -140,6 +140,7 @@ consteval op_info make_op_info() {
   if constexpr (requires { &Op::int_bound; }) i.int_bound = &Op::int_bound;
   if constexpr (requires { Op::stacks; }) i.stacks = Op::stacks;
   if constexpr (requires { Op::accumulates; }) i.accumulates = Op::accumulates;
+  if constexpr (requires { Op::accumulates_rows; }) i.accumulates_rows = Op::accumulates_rows;
   if constexpr (requires { Op::is_add; }) i.is_add = Op::is_add;
   if constexpr (requires { &Op::outputs; }) i.outputs = &Op::outputs;
   if constexpr (requires { &Op::build; }) i.build = &Op::build;

@@ -38,6 +38,7 @@ struct run_args {
   void* const* outs = nullptr;  // multi-output ops: n_out outputs, nullptr where none is needed
   int n_out = 0;
   const void* const* accs = nullptr;  // per output, a buffer its result is added to, or nullptr (op_info::accumulates)
+                                      // (their shapes follow the operands' in in_shape, after n_out output shapes)
   template <class U = T>
   const U* input(int k) const {
     return static_cast<const U*>(in[k]);
@@ -53,6 +54,9 @@ struct run_args {
   const U* accumulator(int k) const {
     return accs ? static_cast<const U*>(accs[k]) : nullptr;
   }
+  /// The shape of accumulator k: the output's, or (op_info::accumulates_rows) a row [N] or [1, N] added to
+  /// every row of an [M, N] output.
+  const shape& accumulator_shape(int k) const { return in_shape[n_in + n_out + k]; }
 };
 
 /// n values of T, held inline when n <= N: constant evaluation pays for every allocation,
@@ -107,7 +111,8 @@ struct op_info {
   // Multi-output ops: the outputs (bit k: output k) whose kernel can add its result to a buffer
   // it is given (run_args::accumulator), so that the planner folds `acc + output` into it.
   unsigned accumulates = 0;
-  bool is_add = false;  // add: a + b, what such a fold removes
+  unsigned accumulates_rows = 0;  // of those, the outputs that take a row [N] added to each row of [M, N] too
+  bool is_add = false;            // add: a + b, what such a fold removes
   const op_runtime* rt = nullptr;
 };
 

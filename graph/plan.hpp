@@ -30,7 +30,8 @@ struct kernel_step {
   int first_in = 0;       // operands: the plan's in_locs and in_shapes [first_in, first_in + n_in)
   int n_out = 0;          // multi-output ops: their outputs follow the operands there (out unused);
                           // space::none where the graph reads none
-  bool has_accs = false;  // then n_out accumulators follow the outputs (run_args::accs), space::none for none
+  bool has_accs = false;  // then accumulators follow (run_args::accs): one per output (space::none for
+                          // none) after the outputs, or a single-output op's one after its operands
 };
 
 inline constexpr int max_fused = 16;  // instructions per fused loop
@@ -339,11 +340,47 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
       only_consumer[i] = n;
     }
   }
-  // 2. Fusion: an elementwise node with one consumer, an elementwise node of the same
+  // 2. Folds: acc + g, with g the output of a kernel that can add its result to a buffer it is given
+  //    (op_info::accumulates: a matmul's gemm, a fused attention gradient) and read by nothing else, is
+  //    no step of its own: g's kernel writes acc + result into the sum's buffer. acc must be ready by
+  //    g's step: a slot, a leaf, or a buffer an earlier step writes. In a backward scan the running sum
+  //    of a free value's adjoint then costs one pass per step, not three; a layer's bias, or the other
+  //    gate product of an LSTM step, is added as its gemm writes its output.
+  std::vector<int> folded_into(N, -1), acc_of(N, -1);  // per folded g: its sum, and the sum's other operand
+  std::vector<int> folded(N, -1);                      // per sum folded away: its g
+  auto producer = [&](int m) { return b[m].op->cls == op_class::project ? b.in(m, 0) : m; };
+  for (int n = 0; n < N; ++n) {
+    const node& nd = b[n];
+    if (!needed[n] || !nd.op->is_add || nd.n_in != 2 || slot_of(n) >= 0) continue;
+    for (int k = 0; k < 2 && folded[n] < 0; ++k) {
+      const int g = b.in(n, k), acc = b.in(n, 1 - k), pg = producer(g);
+      const node& ng = b[g];
+      const int bit = ng.op->cls == op_class::project ? ng.a.i[0] : 0;
+      if (g == acc || consumers[g] != 1 || is_out[g] || slot_of(g) >= 0 || slot_of(pg) >= 0 || folded_into[g] >= 0)
+        continue;
+      if (b[pg].op->cls != op_class::kernel || (pg == g && multi_output(b[g])) ||
+          !((b[pg].op->accumulates >> bit) & 1u))
+        continue;
+      const shape& sa = b[acc].out;
+      const bool rows = nd.out.rank == 2 && ((sa.rank == 1 && sa.d[0] == nd.out.d[1]) ||
+                                             (sa.rank == 2 && sa.d[0] == 1 && sa.d[1] == nd.out.d[1]));
+      if (!(ng.out == nd.out) || !(sa == nd.out || (rows && ((b[pg].op->accumulates_rows >> bit) & 1u))) ||
+          ng.type != nd.type || b[acc].type != nd.type)
+        continue;
+      const node& na = b[acc];
+      const int acc_step = folded[acc] >= 0 ? producer(folded[acc]) : producer(acc);  // the node whose step writes it
+      const bool ready = slot_of(acc) >= 0 || is_leaf(na) ||
+                         (na.op->cls != op_class::constant && acc_step < pg &&
+                          (na.op->cls != op_class::elementwise || consumers[acc] > 1 || folded[acc] >= 0));
+      if (!ready) continue;
+      folded_into[g] = n, acc_of[g] = acc, folded[n] = g;
+    }
+  }
+  // 3. Fusion: an elementwise node with one consumer, an elementwise node of the same
   //    shape and type, runs inside that consumer's loop.
   std::vector<char> inlined(N, 0);
   std::vector<int> instrs(N, 0), sources(N, 0);
-  auto ew = [&](int n) { return b[n].op->cls == op_class::elementwise && slot_of(n) < 0; };
+  auto ew = [&](int n) { return b[n].op->cls == op_class::elementwise && slot_of(n) < 0 && folded[n] < 0; };
   for (int n = 0; n < N; ++n) {
     if (!needed[n] || !ew(n)) continue;
     const node& nd = b[n];
@@ -364,7 +401,7 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
       }
     }
   }
-  // 3. Leaves: tables of inputs and params, names checked for clashes.
+  // 4. Leaves: tables of inputs and params, names checked for clashes.
   std::vector<loc> where(N);
   p.inputs.reserve(64);
   p.params.reserve(256);
@@ -397,36 +434,15 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
       if (e.bound == 0 || bound < e.bound) e.bound = bound, e.bound_op = nd.op->name;
     }
   }
-  // 4. Steps in topological (id) order; constants inline unless something needs a buffer.
+  // 5. Steps in topological (id) order; constants inline unless something needs a buffer.
   std::vector<char> materialise(N, 0);
   for (int n = 0; n < N; ++n) {
     if (!needed[n]) continue;
     const node& nd = b[n];
     if (is_out[n]) materialise[n] = 1;
-    if (nd.op->cls != op_class::elementwise)
+    if (nd.op->cls != op_class::elementwise || folded[n] >= 0)
       for (int k = 0; k < nd.n_in; ++k) materialise[b.in(n, k)] = 1;
   }
-  // A scan's next carry (or per-step output) acc + g, with g an output of a kernel that can add its result
-  // to a buffer (op_info::accumulates) and read by nothing else: the kernel writes acc + result straight into
-  // the slot, and the add is no step of its own. A backward scan's running sum of a free value's adjoint
-  // then costs one pass over it per step, not three.
-  std::vector<int> folded_into(N, -1), acc_of(N, -1);  // per such g: its add, and the add's other operand
-  std::vector<int> folded(N, -1);                      // per add folded away: its g
-  if (placed)
-    for (int n = 0; n < N; ++n) {
-      const node& nd = b[n];
-      if (!needed[n] || !nd.op->is_add || nd.n_in != 2 || (*placed)[n] < 0 || slot_of(n) >= 0) continue;
-      for (int k = 0; k < 2 && folded[n] < 0; ++k) {
-        const int g = b.in(n, k), acc = b.in(n, 1 - k);
-        const node& ng = b[g];
-        if (g == acc || ng.op->cls != op_class::project || consumers[g] != 1 || is_out[g] || slot_of(g) >= 0 ||
-            slot_of(acc) < 0 || folded_into[g] >= 0)
-          continue;
-        if (!(ng.out == nd.out) || !(b[acc].out == nd.out) || ng.type != nd.type || b[acc].type != nd.type) continue;
-        if (!((b[b.in(g, 0)].op->accumulates >> ng.a.i[0]) & 1u)) continue;
-        folded_into[g] = n, acc_of[g] = acc, folded[n] = g;
-      }
-    }
   std::vector<int> step_node;
   std::vector<int> proj_head(N, -1), proj_next(N, -1);  // per multi-output node, its needed projections
   for (int n = 0; n < N; ++n) {
@@ -440,21 +456,23 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
     if (multi_output(b[n]) && is_out[n]) throw "ctgraph: a multi-output node is an output: ask for its projections";
     step_node.push_back(n);
   }
-  // 5. Lifetimes: the last step reading each node (outputs live to the end).
+  // 6. Lifetimes: the last step reading each node (outputs live to the end).
   const int S = static_cast<int>(step_node.size());
   std::vector<int> last_use(N, -1), root_of(N, -1);
   for (int s = 0; s < S; ++s) root_of[step_node[s]] = s;
   for (int n = N - 1; n >= 0; --n)  // an inlined node is read where its consumer's loop runs
     if (inlined[n]) root_of[n] = root_of[only_consumer[n]];
-  for (int n = 0; n < N; ++n)  // a folded add is computed by the kernel of its g
-    if (folded[n] >= 0) root_of[n] = root_of[b.in(folded[n], 0)];
+  for (int n = 0; n < N; ++n)  // a folded sum is computed by the kernel of its g
+    if (folded[n] >= 0) root_of[n] = root_of[producer(folded[n])];
   for (int n = 0; n < N; ++n) {
     if (!needed[n] || root_of[n] < 0) continue;
     const node& nd = b[n];
     for (int k = 0; k < nd.n_in; ++k) last_use[b.in(n, k)] = std::max(last_use[b.in(n, k)], root_of[n]);
   }
   for (int o : outs) last_use[o] = S;
-  // 6. Memory plan, then the steps themselves.
+  for (int n = 0; n < N; ++n)  // g's buffer is the sum's: it lives as long
+    if (folded[n] >= 0) last_use[folded[n]] = std::max(last_use[folded[n]], last_use[n]);
+  // 7. Memory plan, then the steps themselves.
   arena_allocator mem;
   std::vector<int> free_head(S + 1, -1), free_next(N, -1);  // per step, the buffers whose last reader it is
   p.kernels.reserve(S);
@@ -468,11 +486,12 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
         where[m] = {space::slot, (*placed)[m]};
         return;
       }
-      if (folded_into[m] >= 0) {  // the sum it is folded into: that add's slot
+      if (folded_into[m] >= 0 && placed && (*placed)[folded_into[m]] >= 0) {  // the sum's slot
         where[m] = where[folded_into[m]] = {space::slot, (*placed)[folded_into[m]]};
         return;
       }
       where[m] = {space::arena, mem.alloc(b[m].out.size() * static_cast<long>(dtype_size(b[m].type)))};
+      if (folded_into[m] >= 0) where[folded_into[m]] = where[m];
       if (last_use[m] < 0) last_use[m] = s;  // computed but unread (cannot happen for needed nodes)
       free_next[m] = free_head[last_use[m]];
       free_head[last_use[m]] = m;
@@ -581,8 +600,14 @@ constexpr dyn_plan make_plan(const builder& b, const std::vector<int>& outs, pla
         if (k.has_accs) {
           for (int j = 0; j < k.n_out; ++j) p.in_locs.push_back({}), p.in_shapes.push_back(outs[j]);
           for (int m = proj_head[n]; m >= 0; m = proj_next[m])
-            if (folded_into[m] >= 0) p.in_locs[k.first_in + nd.n_in + k.n_out + b[m].a.i[0]] = where[acc_of[m]];
+            if (folded_into[m] >= 0) {
+              p.in_locs[k.first_in + nd.n_in + k.n_out + b[m].a.i[0]] = where[acc_of[m]];
+              p.in_shapes[k.first_in + nd.n_in + k.n_out + b[m].a.i[0]] = b[acc_of[m]].out;
+            }
         }
+      } else if (folded_into[n] >= 0) {  // one output: its accumulator follows the operands
+        k.has_accs = true;
+        p.in_locs.push_back(where[acc_of[n]]), p.in_shapes.push_back(b[acc_of[n]].out);
       }
       if (scan) {
         k.op = &scan_runtime;

@@ -31,6 +31,8 @@ struct matmul_op {
   }
   static constexpr double flops = 0;    // counted per product in summaries: 2*M*N*K
   static constexpr bool stacks = true;  // batch axes
+  // acc + x W: the gemm adds acc (of the output's shape, or a bias row [N]) as it writes (plan: folds).
+  static constexpr unsigned accumulates = 1, accumulates_rows = 1;
   template <class T>
   static void forward(const run_args<T>& a) {
     const shape &x = a.in_shape[0], &y = a.in_shape[1], &o = a.out_shape;
@@ -39,10 +41,16 @@ struct matmul_op {
     const int lda = x.d[x.rank - 1], ldb = y.d[y.rank - 1];
     const long batches = o.size() / (long(M) * N);
     const T *A = a.input(0), *B = a.input(1);
-    if (batches == 1) return kernels::gemm<T>(ta, tb, M, N, K, T(1), A, lda, B, ldb, T(0), a.out, N);
+    const T* D = a.accumulator(0);  // folded acc + this product: its addend, dense or one row
+    const int ldd = D && a.accumulator_shape(0).size() == N ? 0 : N;
+    auto product = [&](bool ta_, int m, const T* A_, const T* B_, const T* D_, T* C_) {
+      if (D_) return kernels::gemm_add<T>(ta_, tb, m, N, K, T(1), A_, lda, B_, ldb, D_, ldd, C_, N);
+      kernels::gemm<T>(ta_, tb, m, N, K, T(1), A_, lda, B_, ldb, T(0), C_, N);
+    };
+    if (batches == 1) return product(ta, M, A, B, D, a.out);
     // [..., M, K] x [K, N]: the batch's rows are one [batches * M, K] matrix, one gemm.
     if (y.rank == 2 && !ta && x.size() == batches * M * K)
-      return kernels::gemm<T>(false, tb, static_cast<int>(batches * M), N, K, T(1), A, lda, B, ldb, T(0), a.out, N);
+      return product(false, static_cast<int>(batches * M), A, B, D, a.out);
     // Batch offsets of each operand under broadcasting (stride 0 on broadcast axes).
     const int br = o.rank - 2;
     long sx[max_rank] = {}, sy[max_rank] = {};
@@ -60,7 +68,7 @@ struct matmul_op {
         offx += c * sx[k];
         offy += c * sy[k];
       }
-      kernels::gemm<T>(ta, tb, M, N, K, T(1), A + offx, lda, B + offy, ldb, T(0), a.out + b * M * N, N);
+      product(ta, M, A + offx, B + offy, D ? D + (ldd ? b * M * N : 0) : nullptr, a.out + b * M * N);
     }
   }
   static constexpr void vjp(vjp_ctx& c) {

@@ -263,3 +263,48 @@ TEST_CASE("one analysis: tables of guessed sizes, copied into exact ones; too sm
   }
   STATIC_REQUIRE(exact.plan.arena_bytes == P::plan.arena_bytes);
 }
+
+namespace {
+constexpr auto fb = cg::param<"fb", double, 5>;
+constexpr auto fa = cg::input<"fa", double, 4, 5>;
+constexpr auto W2 = cg::param<"W2", double, 3, 5>;
+// Steps of a plan whose op is `name` and that add a buffer to their result (folded sums).
+template <class Step>
+int folding_steps(const char* name) {
+  const auto& p = Step::plan;
+  int n = 0;
+  for (std::size_t i = 0; i < Step::sizes.kernels; ++i)
+    n += std::string_view(p.kernels[i].op->name) == name && p.kernels[i].has_accs;
+  return n;
+}
+}  // namespace
+
+TEST_CASE("folds: acc + x W is one gemm that adds acc (a bias row or a whole matrix), values unchanged",
+          "[planner][fold]") {
+  constexpr auto bias = cg::matmul(x, W) + fb;    // a row added to every row
+  constexpr auto whole = fa + cg::matmul(x, W2);  // a matrix, either side of the +
+  constexpr auto shared = cg::matmul(x, W);       // read twice: not folded
+  constexpr auto loss = cg::sum(cg::tanh(bias)) + cg::sum(whole * whole);
+  auto step = cg::compile(bias, whole, loss, cg::grad(loss));
+  CHECK(folding_steps<decltype(step)>("matmul") >= 2);
+  auto kept = cg::compile(shared + fb, 2.0_c * shared);
+  CHECK(folding_steps<decltype(kept)>("matmul") == 0);
+  auto params = cg::parameters_of(step);
+  cg::init(params, 5);
+  for (double& e : params.get<"fb">()) e = 0.25;
+  std::vector<double> xv(12), av(20);
+  for (std::size_t i = 0; i < xv.size(); ++i) xv[i] = 0.1 * double(i) - 0.5;
+  for (std::size_t i = 0; i < av.size(); ++i) av[i] = 0.05 * double(i);
+  auto out = step.run(params, cg::feed<"x">(xv), cg::feed<"fa">(av));
+  const auto w = params.get<"W">(), w2 = params.get<"W2">();
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 5; ++j) {
+      double s = 0;
+      for (int k = 0; k < 3; ++k) s += xv[i * 3 + k] * w[k * 5 + j];
+      CHECK(out[bias][i * 5 + j] == Approx(s + 0.25).epsilon(1e-14));
+      double s2 = 0;
+      for (int k = 0; k < 3; ++k) s2 += xv[i * 3 + k] * w2[k * 5 + j];
+      CHECK(out[whole][i * 5 + j] == Approx(s2 + av[i * 5 + j]).epsilon(1e-14));
+    }
+  gradcheck("folded sums", loss, W, W2, fb, x, fa);
+}

@@ -25,6 +25,17 @@ extern template void gemm<float>(bool, bool, int, int, int, float, const float*,
 extern template void gemm<double>(bool, bool, int, int, int, double, const double*, int, const double*, int, double,
                                   double*, int);
 
+/// C = alpha * op(A) * op(B) + D: gemm whose addend is D (leading dimension ldd; 0 adds row 0 of D to every
+/// row of C, a bias) instead of beta * C. The product of few rows by a transposed B (x W^T) adds D as it
+/// writes C; other shapes copy D into C first. @pre D does not overlap C
+template <class T>
+void gemm_add(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,
+              const T* D, int ldd, T* C, int ldc);
+extern template void gemm_add<float>(bool, bool, int, int, int, float, const float*, int, const float*, int,
+                                     const float*, int, float*, int);
+extern template void gemm_add<double>(bool, bool, int, int, int, double, const double*, int, const double*, int,
+                                      const double*, int, double*, int);
+
 namespace detail {
 /// Small unpacked gemm for tiny compile-time shapes (no packing, no threads). Same contract as gemm.
 template <class T>

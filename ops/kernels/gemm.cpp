@@ -113,7 +113,7 @@ void gemm_block(const gemm_args& g, int m0, int m1, int n0, int n1, T alpha, con
 // sums over all of K in a local buffer, then is written to C transposed, once.
 template <class T>
 void gemm_nt_few_rows(int M, int n0, int n1, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta, T* C,
-                      int ldc) {
+                      int ldc, const T* D, int ldd) {
   using bs = block_sizes<T>;
   constexpr int MR = tile<T>::MR, NR = tile<T>::NR;
   const int panels = (M + NR - 1) / NR;
@@ -133,6 +133,11 @@ void gemm_nt_few_rows(int M, int n0, int n1, int K, T alpha, const T* A, int lda
         }
         for (int i = 0; i < M; ++i) {  // tile_c (r, i) is C (i, n0 + ir + r)
           T* c = C + idx(i) * ldc + n0 + ir;
+          if (D) {  // the addend D, as the product is written
+            const T* d = D + idx(i) * ldd + n0 + ir;
+            for (int r = 0; r < mr; ++r) c[r] = alpha * tile_c[r * panels * NR + i] + d[r];
+            continue;
+          }
           for (int r = 0; r < mr; ++r) {
             const T v = alpha * tile_c[r * panels * NR + i];
             c[r] = beta == T(0) ? v : v + beta * c[r];
@@ -167,11 +172,19 @@ template void gemm_small<double>(bool, bool, int, int, int, double, const double
                                  double*, int);
 }  // namespace detail
 
+// C = alpha op(A) op(B) + (D ? D : beta C). The few-rows x W^T path adds D as it writes C; the others copy
+// D into C first and accumulate onto it.
 template <class T>
-void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta,
-          T* C, int ldc) {
+void gemm_any(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,
+              T beta, T* C, int ldc, const T* D, int ldd) {
   if (M <= 0 || N <= 0) return;
+  auto copy_d = [&] {
+    for (int i = 0; i < M; ++i) std::copy(D + idx(i) * ldd, D + idx(i) * ldd + N, C + idx(i) * ldc);
+    beta = T(1);
+    D = nullptr;
+  };
   if (K <= 0 || alpha == T(0)) {
+    if (D) return copy_d();
     scale_c(M, N, beta, C, ldc);
     return;
   }
@@ -186,16 +199,17 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, 
     const int ct = (N + MR - 1) / MR;  // column tiles (rows of C^T)
     threads = std::max(1, std::min(threads, ct));
     if (threads == 1) {  // no parallel region: libgomp allocates a team for each, even of one thread
-      gemm_nt_few_rows(M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      gemm_nt_few_rows(M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc, D, ldd);
       return;
     }
 #pragma omp parallel for num_threads(threads) schedule(static, 1)
     for (int part = 0; part < threads; ++part) {
       const int n0 = std::min(N, split(ct, threads, part) * MR), n1 = std::min(N, split(ct, threads, part + 1) * MR);
-      if (n0 < n1) gemm_nt_few_rows(M, n0, n1, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      if (n0 < n1) gemm_nt_few_rows(M, n0, n1, K, alpha, A, lda, B, ldb, beta, C, ldc, D, ldd);
     }
     return;
   }
+  if (D) copy_d();
   threads = std::max(1, std::min(threads, mt * nt));
   if (threads == 1) {
     gemm_block(g, 0, M, 0, N, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -225,7 +239,22 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, 
   }
 }
 
+template <class T>
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta,
+          T* C, int ldc) {
+  gemm_any<T>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr, 0);
+}
+template <class T>
+void gemm_add(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,
+              const T* D, int ldd, T* C, int ldc) {
+  gemm_any<T>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, T(1), C, ldc, D, ldd);
+}
+
 template void gemm<float>(bool, bool, int, int, int, float, const float*, int, const float*, int, float, float*, int);
+template void gemm_add<float>(bool, bool, int, int, int, float, const float*, int, const float*, int, const float*, int,
+                              float*, int);
+template void gemm_add<double>(bool, bool, int, int, int, double, const double*, int, const double*, int, const double*,
+                               int, double*, int);
 template void gemm<double>(bool, bool, int, int, int, double, const double*, int, const double*, int, double, double*,
                            int);
 

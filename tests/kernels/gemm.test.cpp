@@ -1,6 +1,7 @@
 // gemm against a naive triple loop: shapes, transposes, strides, alpha/beta, odd edges, NaN in C.
 #include <omp.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstddef>
@@ -202,5 +203,47 @@ TEST_CASE("gemm: A B^T with few rows of A, as C^T = B A^T, at 1-3 threads", "[ge
       check<double>(c, 1e-14);
       check<float>(c, 2e-6);
     }
+  }
+}
+
+// gemm_add: C = alpha op(A) op(B) + D, D dense (ldd N) or one row added to every row (ldd 0), on random shapes
+// that take every path (few rows x W^T, blocked, K = 0) at 1 or 2 threads; C starts as NaN (never read), and D
+// is an exact-size buffer (AddressSanitizer sees a read past it).
+TEMPLATE_TEST_CASE("gemm_add: the addend D, dense or a broadcast row, on random shapes", "[gemm]", float, double) {
+  using T = TestType;
+  const thread_count saved;
+  std::mt19937 rng(7);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  for (int t = 0; t < 60; ++t) {
+    gemm_case c{pick(1, 3) == 1 ? pick(100, 300) : pick(1, 40),
+                pick(1, 600),
+                pick(0, 3) == 0 ? 0 : pick(1, 200),
+                pick(0, 1) == 1,
+                pick(0, 2) != 0,
+                0,
+                pick(0, 1) ? 1.0 : -0.5,
+                1.0};
+    const bool row = pick(0, 1);
+    const int threads = pick(1, 2);
+    omp_set_num_threads(threads);
+    INFO("M=" << c.M << " N=" << c.N << " K=" << c.K << " ta=" << c.ta << " tb=" << c.tb << " row=" << row
+              << " threads=" << threads);
+    const int lda = c.ta ? c.M : c.K, ldb = c.tb ? c.K : c.N;
+    std::vector<T> A(std::size_t(c.ta ? c.K : c.M) * lda), B(std::size_t(c.tb ? c.N : c.K) * ldb);
+    std::vector<T> D(std::size_t(row ? 1 : c.M) * c.N), C(std::size_t(c.M) * c.N, std::numeric_limits<T>::quiet_NaN());
+    for (auto* v : {&A, &B, &D})
+      for (T& x : *v) x = T(std::uniform_real_distribution<double>(-1, 1)(rng));
+    k::gemm_add<T>(c.ta, c.tb, c.M, c.N, c.K, T(c.alpha), A.data(), lda, B.data(), ldb, D.data(), row ? 0 : c.N,
+                   C.data(), c.N);
+    std::vector<double> Ad(A.begin(), A.end()), Bd(B.begin(), B.end()), want(C.size());
+    for (int i = 0; i < c.M; ++i)
+      for (int j = 0; j < c.N; ++j) want[idx(i) * c.N + j] = D[(row ? 0 : idx(i) * c.N) + j];
+    naive(c, Ad.data(), lda, Bd.data(), ldb, want.data(), c.N);
+    double worst = 0;
+    for (std::size_t i = 0; i < C.size(); ++i) {
+      const double err = std::abs(want[i] - double(C[i])) / (1 + std::sqrt(double(c.K)));
+      worst = std::isnan(err) ? std::numeric_limits<double>::infinity() : std::max(worst, err);
+    }
+    CHECK(worst <= (sizeof(T) == 4 ? 2e-6 : 1e-14));
   }
 }
