@@ -108,8 +108,8 @@ struct op_info {
   // On operands with extra leading axes (those its shape rule accepts) it computes the
   // stacked results: what a scan may run for all steps at once (lift_step_values).
   bool stacks = false;
-  // Multi-output ops: the outputs (bit k: output k) whose kernel can add its result to a buffer
-  // it is given (run_args::accumulator), so that the planner folds `acc + output` into it.
+  // The outputs (bit k: output k; a single-output op's is bit 0) whose kernel can add its result to a
+  // buffer it is given (run_args::accumulator), so that the planner folds `acc + output` into it.
   unsigned accumulates = 0;
   unsigned accumulates_rows = 0;  // of those, the outputs that take a row [N] added to each row of [M, N] too
   bool is_add = false;            // add: a + b, what such a fold removes

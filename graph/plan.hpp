@@ -33,6 +33,8 @@ struct kernel_step {
   bool has_accs = false;  // then accumulators follow (run_args::accs): one per output (space::none for
                           // none) after the outputs, or a single-output op's one after its operands
 };
+/// How many accumulator locations follow a kernel step's operands and outputs.
+constexpr int accumulators_of(const kernel_step& k) { return k.has_accs ? (k.n_out ? k.n_out : 1) : 0; }
 
 inline constexpr int max_fused = 16;  // instructions per fused loop
 inline constexpr int max_sources = 8;
@@ -201,10 +203,12 @@ constexpr void plan_scan(dyn_plan& p, arena_allocator& mem, const builder& b, in
   if (2 * l.C + l.S + l.F > max_scan_slots) throw "ctgraph: a scan's cell reads more values than max_scan_slots";
   // A next carry the cell computes is written straight into the carry's other buffer (slot C + S + F + k).
   std::vector<int> placed(b.size(), -1);
+  auto placeable = [&](int r) {  // computed by the cell and not placed yet
+    return bound[r] < 0 && placed[r] < 0 && !is_leaf(b[r]) && b[r].op->cls != op_class::constant;
+  };
   for (int k = 0; k < l.C; ++k) {
     const int r = b.body(n, l.next_carry(k));
-    if (bound[r] < 0 && placed[r] < 0 && !is_leaf(b[r]) && b[r].op->cls != op_class::constant)
-      placed[r] = l.C + l.S + l.F + k;
+    if (placeable(r)) placed[r] = l.C + l.S + l.F + k;
   }
   for (int k = 0; k < l.C; ++k) roots.push_back(b.body(n, l.next_carry(k))), root_dest.push_back(-1 - k);
   for (int k = 0; k < l.Y; ++k)
@@ -217,7 +221,7 @@ constexpr void plan_scan(dyn_plan& p, arena_allocator& mem, const builder& b, in
   std::vector<int> out_slot_root;  // per such slot, its root (index in roots)
   for (std::size_t r = 0; r < roots.size(); ++r) {
     const int m = roots[r];
-    if (root_dest[r] >= 0 && bound[m] < 0 && placed[m] < 0 && !is_leaf(b[m]) && b[m].op->cls != op_class::constant &&
+    if (root_dest[r] >= 0 && placeable(m) &&
         2 * l.C + l.S + l.F + static_cast<int>(out_slot_root.size()) < max_scan_slots) {
       placed[m] = 2 * l.C + l.S + l.F + static_cast<int>(out_slot_root.size());
       out_slot_root.push_back(static_cast<int>(r));

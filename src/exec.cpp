@@ -29,9 +29,8 @@ void run_kernel(const exec_ctx& c, const plan_view& p, const kernel_step& k) {
     void* outs[max_kernel_outputs];
     for (int j = 0; j < k.n_out; ++j) outs[j] = resolve<void>(c, p.in_locs[k.first_in + k.n_in + j]);
     const void* accs[max_kernel_outputs];
-    if (k.has_accs)  // one per output, or a single-output op's one
-      for (int j = 0; j < (k.n_out ? k.n_out : 1); ++j)
-        accs[j] = resolve<const void>(c, p.in_locs[k.first_in + k.n_in + k.n_out + j]);
+    for (int j = 0; j < accumulators_of(k); ++j)
+      accs[j] = resolve<const void>(c, p.in_locs[k.first_in + k.n_in + k.n_out + j]);
     const run_args<T> a{out,    in,   k.out_shape, p.in_shapes.data() + k.first_in, k.a,
                         k.n_in, outs, k.n_out,     k.has_accs ? accs : nullptr};
     if constexpr (std::is_same_v<T, float>)
@@ -192,8 +191,8 @@ void leaves_of_step(const plan_view& p, int s, std::vector<char>& inputs, std::v
     } else {
       const kernel_step& k = p.kernels[e.index];
       for (int j = 0; j < k.n_in; ++j) visit(p.in_locs[k.first_in + j]);
-      if (k.has_accs)  // what it adds its results to is read too
-        for (int j = 0; j < (k.n_out ? k.n_out : 1); ++j) visit(p.in_locs[k.first_in + k.n_in + k.n_out + j]);
+      for (int j = 0; j < accumulators_of(k); ++j)  // what it adds its results to is read too
+        visit(p.in_locs[k.first_in + k.n_in + k.n_out + j]);
     }
   }
 }

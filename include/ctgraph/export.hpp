@@ -441,11 +441,10 @@ step_summary summary(const step<P>&) {
       }
       (std::string_view(k.op->name) == matmul_op::name ? r.matmul_flops : r.other_flops) +=
           times * kernel_flops(k, v.in_shapes.data());
-      if (k.has_accs)  // the sums folded into the kernel: one add per element of each output they reach
-        for (int j = 0; j < (k.n_out ? k.n_out : 1); ++j)
-          if (v.in_locs[k.first_in + k.n_in + k.n_out + j].sp != space::none)
-            r.other_flops +=
-                times * static_cast<double>(k.n_out ? v.in_shapes[k.first_in + k.n_in + j].size() : k.out_shape.size());
+      for (int j = 0; j < accumulators_of(k); ++j)  // the sums folded into it: an add per element of their outputs
+        if (v.in_locs[k.first_in + k.n_in + k.n_out + j].sp != space::none)
+          r.other_flops +=
+              times * static_cast<double>(k.n_out ? v.in_shapes[k.first_in + k.n_in + j].size() : k.out_shape.size());
     }
   };
   count(count, v.order, 1.0);

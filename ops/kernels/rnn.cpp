@@ -343,37 +343,31 @@ void additive_attention_backward(const additive_attention_shape& s, const T* __r
       const T* t = act + (j * B + b) * A;
       T* d = dpk + (j * B + b) * A;
       T* q = dpq + b * A;
-      if (acc_dpk) {
-        const T* ad = acc_dpk + (j * B + b) * A;
+      const T* ad = acc_dpk ? acc_dpk + (j * B + b) * A : nullptr;
+      with_flags(
+          [&](auto has_acc) {
 #pragma omp simd
-        for (idx a = 0; a < A; ++a) {
-          const T u = e * v[a] * (T(1) - t[a] * t[a]);
-          d[a] = ad[a] + u;
-          q[a] += u;
-          dv[a] += e * t[a];
-        }
-      } else {
-#pragma omp simd
-        for (idx a = 0; a < A; ++a) {
-          const T u = e * v[a] * (T(1) - t[a] * t[a]);
-          d[a] = u;
-          q[a] += u;
-          dv[a] += e * t[a];
-        }
-      }
+            for (idx a = 0; a < A; ++a) {
+              const T u = e * v[a] * (T(1) - t[a] * t[a]);
+              d[a] = has_acc ? ad[a] + u : u;
+              q[a] += u;
+              dv[a] += e * t[a];
+            }
+          },
+          ad != nullptr);
       T* dk = dkeys + (j * B + b) * H;
       const T* ak = acc_dkeys ? acc_dkeys + (j * B + b) * H : nullptr;
       const T* g_c = dc ? dc + b * H : nullptr;
       const T wj = weights[b * S + j];
-      if (ak && g_c) {
+      with_flags(
+          [&](auto has_acc, auto has_dc) {
 #pragma omp simd
-        for (idx h = 0; h < H; ++h) dk[h] = ak[h] + wj * g_c[h];
-      } else if (ak) {
-        for (idx h = 0; h < H; ++h) dk[h] = ak[h];
-      } else {
-#pragma omp simd
-        for (idx h = 0; h < H; ++h) dk[h] = g_c ? wj * g_c[h] : T(0);
-      }
+            for (idx h = 0; h < H; ++h) {
+              const T x = has_dc ? wj * g_c[h] : T(0);
+              dk[h] = has_acc ? ak[h] + x : x;
+            }
+          },
+          ak != nullptr, g_c != nullptr);
     }
 }
 
