@@ -63,12 +63,26 @@ inline void gemm_fixed(T alpha, const T* A, const T* B, T beta, T* C, int lda = 
   }
 }
 
-/// Shape of one attention call. Tensors are row-major and dense:
-///   q, o: (batch, heads, q_len, head_dim); k, v: (batch, heads, kv_len, head_dim); lse: (batch, heads, q_len).
+/// Where the rows of q, k, v (and o, dq, dk, dv, dout) lie: row i of head h of sequence b starts at element
+/// b * batch + h * head + i * row, and its head_dim features are contiguous. All zero (the default): dense
+/// (batch, heads, len, head_dim). A sequence-first projection [len, batch, heads * head_dim], as
+/// torch.nn.MultiheadAttention lays it out, is {heads * head_dim, head_dim, batch * heads * head_dim}: the
+/// heads are read where the projection wrote them, with no permute.
+struct attention_layout {
+  long batch = 0;  ///< elements from one sequence to the next
+  long head = 0;   ///< elements from one head to the next
+  long row = 0;    ///< elements from one position to the next
+};
+
+/// Shape of one attention call. Tensors are row-major, by default dense:
+///   q, o: (batch, heads, q_len, head_dim); k, v: (batch, heads, kv_len, head_dim); lse: (batch, heads, q_len),
+///   always dense; key_mask (optional): (batch, kv_len).
 struct attention_shape {
   int batch, heads, q_len, kv_len, head_dim;
-  bool causal = false;  ///< If set, query i sees keys j <= i + (kv_len - q_len).
-  float scale = 0;      ///< Factor on the scores; 0 means 1/sqrt(head_dim).
+  bool causal = false;           ///< If set, query i sees keys j <= i + (kv_len - q_len).
+  float scale = 0;               ///< Factor on the scores; 0 means 1/sqrt(head_dim).
+  attention_layout q_layout{};   ///< of q, o, dq and dout
+  attention_layout kv_layout{};  ///< of k, v, dk and dv
 };
 /// @var attention_shape::batch
 /// Number of sequences.
@@ -84,35 +98,41 @@ struct attention_shape {
 /// Fused attention forward (FlashAttention-2 style): o = softmax(scale * q k^T [causal mask]) v.
 /// Tiles queries and keys, keeps a running row max and sum, never materialises the score matrix;
 /// writes lse = log-sum-exp of each row of scaled (masked) scores, kept for backward.
-/// A query row that sees no key (causal with q_len > kv_len) gets o = 0 and lse = -inf.
+/// key_mask, if given: key j of sequence b is seen only where key_mask[b * kv_len + j] != 0 (a padding mask,
+/// 1 at real keys and 0 at padded ones), on top of the causal rule.
+/// A query row that sees no key (causal with q_len > kv_len, or every key masked) gets o = 0 and lse = -inf.
 /// Parallel over batch x heads x query blocks. Extra memory: K and V packed once (2 x the size of k),
 /// plus a few tiles per thread; kept by the calling thread for reuse, so repeated calls allocate nothing.
-void attention_forward(const attention_shape&, const float* q, const float* k, const float* v, float* o, float* lse);
+void attention_forward(const attention_shape&, const float* q, const float* k, const float* v, float* o, float* lse,
+                       const float* key_mask = nullptr);
 void attention_forward(const attention_shape&, const double* q, const double* k, const double* v, double* o,
-                       double* lse);
+                       double* lse, const double* key_mask = nullptr);
 
 /// Fused attention backward: recomputes the probabilities from q, k and lse; dq, dk, dv are
 /// overwritten (not accumulated). Parallel over batch x heads x key blocks. Extra memory O(N d):
 /// packed copies of k, v, q, dout (about 5 x the size of q for self-attention) and one dq per extra thread.
-/// @pre o and lse come from attention_forward on the same q, k, v and shape
+/// @pre o and lse come from attention_forward on the same q, k, v, shape and key_mask
 void attention_backward(const attention_shape&, const float* q, const float* k, const float* v, const float* o,
-                        const float* lse, const float* dout, float* dq, float* dk, float* dv);
+                        const float* lse, const float* dout, float* dq, float* dk, float* dv,
+                        const float* key_mask = nullptr);
 void attention_backward(const attention_shape&, const double* q, const double* k, const double* v, const double* o,
-                        const double* lse, const double* dout, double* dq, double* dk, double* dv);
+                        const double* lse, const double* dout, double* dq, double* dk, double* dv,
+                        const double* key_mask = nullptr);
 
 /// Unfused attention from the library's own gemm and a row softmax: materialises the
 /// (q_len, kv_len) scores of one head at a time. Test oracle and the benchmark's "unfused" row.
 /// Same contract as attention_forward / attention_backward (the backward does not read o or lse:
 /// it recomputes the softmax itself).
 void attention_forward_reference(const attention_shape&, const float* q, const float* k, const float* v, float* o,
-                                 float* lse);
+                                 float* lse, const float* key_mask = nullptr);
 void attention_forward_reference(const attention_shape&, const double* q, const double* k, const double* v, double* o,
-                                 double* lse);
+                                 double* lse, const double* key_mask = nullptr);
 void attention_backward_reference(const attention_shape&, const float* q, const float* k, const float* v,
-                                  const float* o, const float* lse, const float* dout, float* dq, float* dk, float* dv);
+                                  const float* o, const float* lse, const float* dout, float* dq, float* dk, float* dv,
+                                  const float* key_mask = nullptr);
 void attention_backward_reference(const attention_shape&, const double* q, const double* k, const double* v,
                                   const double* o, const double* lse, const double* dout, double* dq, double* dk,
-                                  double* dv);
+                                  double* dv, const double* key_mask = nullptr);
 
 /// The coefficients of one Adam (AdamW) update, torch.optim's rule (cg::adam, cg::adamw):
 ///   d = clip g + l2 p',  p' = decay p,  m = b1 m + (1 - b1) d,  v = b2 v + (1 - b2) d^2,

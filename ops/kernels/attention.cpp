@@ -27,26 +27,56 @@ inline int visible_keys(const attention_shape& s, int i) {
   return std::clamp(i + 1 + (s.kv_len - s.q_len), 0, s.kv_len);
 }
 
+// Where row i of head bh starts in q, o, dq, dout (the query layout) or k, v, dk, dv (the key layout).
+struct layout {
+  idx batch, head, row;
+  int heads;
+  layout(const attention_layout& l, int heads, int len, int d)
+      : batch(l.batch), head(l.head), row(l.row), heads(heads) {
+    if (!l.batch && !l.head && !l.row) batch = idx(heads) * len * d, head = idx(len) * d, row = d;  // dense
+  }
+  idx operator()(int bh, int i) const { return idx(bh / heads) * batch + idx(bh % heads) * head + idx(i) * row; }
+};
+inline layout query_layout(const attention_shape& s) { return {s.q_layout, s.heads, s.q_len, s.head_dim}; }
+inline layout key_layout(const attention_shape& s) { return {s.kv_layout, s.heads, s.kv_len, s.head_dim}; }
+
+// Sets n rows of d elements from base + at(bh, 0) of every head to x.
+template <class T>
+void fill_heads(T* base, const layout& at, int BH, int n, int d, T x) {
+  for (int bh = 0; bh < BH; ++bh)
+    for (int i = 0; i < n; ++i) std::fill(base + at(bh, i), base + at(bh, i) + d, x);
+}
+
+// The key mask of one sequence as scores' addends: 0 at a visible key, -inf at a hidden one (mask 0), 0 past
+// kv_len up to `len` (lanes the kernels mask by length anyway).
+template <class T>
+void key_bias(const T* mask, int kv_len, int len, T* bias) {
+  for (int j = 0; j < kv_len; ++j) bias[j] = mask[j] != T(0) ? T(0) : -std::numeric_limits<T>::infinity();
+  std::fill(bias + kv_len, bias + len, T(0));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Unfused reference: S = scale q k^T (gemm), masked row softmax, o = P v (gemm).
 
-// Row softmax of S (R, C) in place over the first n[r] columns; the rest is set to 0.
-// Writes lse[r] = log sum exp(S[r, :n[r]]) (-inf for an empty row).
+// Row softmax of S (R, C) in place over the keys row r sees (the first n[r] columns, those of them the key
+// mask keeps); the rest is set to 0. Writes lse[r] = log sum exp over them (-inf for a row that sees none).
 template <class T>
-void softmax_rows_masked(const attention_shape& s, T* S, T* lse) {
+void softmax_rows_masked(const attention_shape& s, T* S, T* lse, const T* mask) {
   const int R = s.q_len, C = s.kv_len;
+  auto seen = [&](int j) { return !mask || mask[j] != T(0); };
   for (int r = 0; r < R; ++r) {
     T* row = S + idx(r) * C;
     const int n = visible_keys(s, r);
-    if (n == 0) {
+    T m = -std::numeric_limits<T>::infinity();
+    for (int j = 0; j < n; ++j)
+      if (seen(j)) m = std::max(m, row[j]);
+    if (m == -std::numeric_limits<T>::infinity()) {
       std::fill(row, row + C, T(0));
-      lse[r] = -std::numeric_limits<T>::infinity();
+      lse[r] = m;
       continue;
     }
-    T m = row[0];
-    for (int j = 1; j < n; ++j) m = std::max(m, row[j]);
     T sum = 0;
-    for (int j = 0; j < n; ++j) sum += (row[j] = std::exp(row[j] - m));
+    for (int j = 0; j < n; ++j) sum += (row[j] = seen(j) ? std::exp(row[j] - m) : T(0));
     const T inv = T(1) / sum;
     for (int j = 0; j < n; ++j) row[j] *= inv;
     std::fill(row + n, row + C, T(0));
@@ -55,35 +85,35 @@ void softmax_rows_masked(const attention_shape& s, T* S, T* lse) {
 }
 
 template <class T>
-void reference_forward(const attention_shape& s, const T* q, const T* k, const T* v, T* o, T* lse) {
+void reference_forward(const attention_shape& s, const T* q, const T* k, const T* v, T* o, T* lse, const T* mask) {
   const int L = s.q_len, N = s.kv_len, D = s.head_dim;
+  const layout qa = query_layout(s), ka = key_layout(s);
   const T scale = scale_of<T>(s);
   std::vector<T> S(idx(L) * N);
   for (int bh = 0; bh < s.batch * s.heads; ++bh) {
-    const T* qh = q + idx(bh) * L * D;
-    const T* kh = k + idx(bh) * N * D;
-    const T* vh = v + idx(bh) * N * D;
-    gemm<T>(false, true, L, N, D, scale, qh, D, kh, D, T(0), S.data(), N);
-    softmax_rows_masked(s, S.data(), lse + idx(bh) * L);
-    gemm<T>(false, false, L, D, N, T(1), S.data(), N, vh, D, T(0), o + idx(bh) * L * D, D);
+    gemm<T>(false, true, L, N, D, scale, q + qa(bh, 0), int(qa.row), k + ka(bh, 0), int(ka.row), T(0), S.data(), N);
+    softmax_rows_masked(s, S.data(), lse + idx(bh) * L, mask ? mask + idx(bh / s.heads) * N : nullptr);
+    gemm<T>(false, false, L, D, N, T(1), S.data(), N, v + ka(bh, 0), int(ka.row), T(0), o + qa(bh, 0), int(qa.row));
   }
 }
 
 template <class T>
 void reference_backward(const attention_shape& s, const T* q, const T* k, const T* v, const T* dout, T* dq, T* dk,
-                        T* dv) {
+                        T* dv, const T* mask) {
   const int L = s.q_len, N = s.kv_len, D = s.head_dim;
+  const layout qa = query_layout(s), ka = key_layout(s);
+  const int lq = int(qa.row), lk = int(ka.row);
   const T scale = scale_of<T>(s);
   std::vector<T> P(idx(L) * N), dP(idx(L) * N), lse(L);
   for (int bh = 0; bh < s.batch * s.heads; ++bh) {
-    const T* qh = q + idx(bh) * L * D;
-    const T* kh = k + idx(bh) * N * D;
-    const T* vh = v + idx(bh) * N * D;
-    const T* doh = dout + idx(bh) * L * D;
-    gemm<T>(false, true, L, N, D, scale, qh, D, kh, D, T(0), P.data(), N);
-    softmax_rows_masked(s, P.data(), lse.data());
-    gemm<T>(true, false, N, D, L, T(1), P.data(), N, doh, D, T(0), dv + idx(bh) * N * D, D);  // dV = P^T dO
-    gemm<T>(false, true, L, N, D, T(1), doh, D, vh, D, T(0), dP.data(), N);                   // dP = dO V^T
+    const T* qh = q + qa(bh, 0);
+    const T* kh = k + ka(bh, 0);
+    const T* vh = v + ka(bh, 0);
+    const T* doh = dout + qa(bh, 0);
+    gemm<T>(false, true, L, N, D, scale, qh, lq, kh, lk, T(0), P.data(), N);
+    softmax_rows_masked(s, P.data(), lse.data(), mask ? mask + idx(bh / s.heads) * N : nullptr);
+    gemm<T>(true, false, N, D, L, T(1), P.data(), N, doh, lq, T(0), dv + ka(bh, 0), lk);  // dV = P^T dO
+    gemm<T>(false, true, L, N, D, T(1), doh, lq, vh, lk, T(0), dP.data(), N);             // dP = dO V^T
     for (int r = 0; r < L; ++r) {  // dS = P * (dP - rowsum(P * dP))
       T* p = P.data() + idx(r) * N;
       T* dp = dP.data() + idx(r) * N;
@@ -91,8 +121,8 @@ void reference_backward(const attention_shape& s, const T* q, const T* k, const 
       for (int j = 0; j < N; ++j) rs += p[j] * dp[j];
       for (int j = 0; j < N; ++j) dp[j] = p[j] * (dp[j] - rs);
     }
-    gemm<T>(false, false, L, D, N, scale, dP.data(), N, kh, D, T(0), dq + idx(bh) * L * D, D);  // dQ = s dS K
-    gemm<T>(true, false, N, D, L, scale, dP.data(), N, qh, D, T(0), dk + idx(bh) * N * D, D);   // dK = s dS^T Q
+    gemm<T>(false, false, L, D, N, scale, dP.data(), N, kh, lk, T(0), dq + qa(bh, 0), lq);  // dQ = s dS K
+    gemm<T>(true, false, N, D, L, scale, dP.data(), N, qh, lq, T(0), dk + ka(bh, 0), lk);   // dK = s dS^T Q
   }
 }
 
@@ -143,15 +173,16 @@ simd::vec<T> iota() {
 }
 
 template <class T>
-void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v, T* o, T* lse) {
+void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v, T* o, T* lse, const T* mask) {
   using V = simd::vec<T>;
   constexpr int W = simd::width<T>, NR = blocks::tile<T>::NR;
   constexpr int BQ = attn_tiles<T>::BQ, BK = attn_tiles<T>::BK;
   constexpr T ninf = -std::numeric_limits<T>::infinity();
   const int L = s.q_len, N = s.kv_len, D = s.head_dim, BH = s.batch * s.heads;
+  const layout qa = query_layout(s), ka = key_layout(s);
   if (BH <= 0 || L <= 0) return;
   if (N <= 0 || D <= 0) {
-    std::fill(o, o + idx(BH) * L * std::max(D, 0), T(0));
+    fill_heads(o, qa, BH, L, std::max(D, 0), T(0));
     std::fill(lse, lse + idx(BH) * L, N <= 0 ? ninf : T(0));
     return;
   }
@@ -171,41 +202,52 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
     static thread_local blocks::scratch<T> head;
     T* Kt = head.get(std::size_t(kt_head + vb_head));  // K^T and V panels of the head at hand
     T* Vb = Kt + kt_head;
-    int packed = -1;
+    int packed = -1, biased = -1;
     static thread_local blocks::scratch<T> local;
-    T* S = local.get(std::size_t(BQ) * BK + std::size_t(BQ) * Dp + std::size_t(BQ) * D + std::size_t(BQ) * (W + 1));
+    T* S = local.get(std::size_t(BQ) * BK + std::size_t(BQ) * Dp + std::size_t(BQ) * D + std::size_t(BQ) * (W + 1) +
+                     (mask ? round_up(N, W) : 0));
     T* Oacc = S + BQ * BK;
     T* Qp = Oacc + idx(BQ) * Dp;  // the query tile, scaled by scale log2(e), as A panels
     T* m = Qp + idx(BQ) * D;      // running row max (log2 units)
     T* l = m + BQ;                // running row sums, W lanes per row
+    T* kbias = l + idx(BQ) * W;   // the key mask of the head's sequence as score addends (key_bias)
     std::fill(S, S + BQ * BK, T(0));
     const V lane = iota<T>();
+    auto add_bias = [&](T* row, int j0, int bc) {
+      for (int j = 0; j < bc; j += W) simd::storeu(row + j, simd::loadu(row + j) + simd::loadu(kbias + j0 + j));
+    };
 
 #pragma omp for schedule(dynamic, 1)
     for (idx u = 0; u < units.count; ++u) {
       const auto w = units[u];
       const int bh = w.head;
       if (bh != packed) {
-        blocks::pack_b(true, k + idx(bh) * N * D, D, 0, D, 0, N, Kt);
-        blocks::pack_b(false, v + idx(bh) * N * D, D, 0, N, 0, D, Vb);
+        blocks::pack_b(true, k + ka(bh, 0), ka.row, 0, D, 0, N, Kt);
+        blocks::pack_b(false, v + ka(bh, 0), ka.row, 0, N, 0, D, Vb);
         packed = bh;
+      }
+      if (mask && bh / s.heads != biased) {
+        biased = bh / s.heads;
+        key_bias(mask + idx(biased) * N, N, round_up(N, W), kbias);
       }
       for (int t = w.first; t < w.end; ++t) {
         const int qb = nqb - 1 - t;  // longest (causal) tiles first
         const int i0 = qb * BQ, br = std::min(BQ, L - i0);
-        const T* Q = q + (idx(bh) * L + i0) * D;
+        const T* Q = q + qa(bh, i0);
         const int kend = s.causal ? visible_keys(s, i0 + br - 1) : N;  // no row sees a key past this
         const int kfull = s.causal ? visible_keys(s, i0) : N;          // every row sees the keys before this
         std::fill(m, m + br, ninf);
         std::fill(l, l + idx(br) * W, T(0));
         std::fill(Oacc, Oacc + idx(br) * Dp, T(0));
-        blocks::pack_a<T>(false, Q, D, 0, br, 0, D, Qp);
+        blocks::pack_a<T>(false, Q, qa.row, 0, br, 0, D, Qp);
         for (idx e = 0, ne = idx(round_up(br, blocks::tile<T>::MR)) * D; e < ne; ++e) Qp[e] *= scale2;
         for (int j0 = 0; j0 < kend; j0 += BK) {
           const int bc = std::min(BK, kend - j0);
           // S = scale log2(e) Q K^T (br x bc)
           const T* Kt_j = Kt + idx(j0) * D;
           blocks::macro_kernel<T>(br, bc, D, Qp, Kt_j, S, BK, T(1), T(0));
+          if (mask)
+            for (int r = 0; r < br; ++r) add_bias(S + r * BK, j0, bc);
           const bool masked = j0 + bc > kfull;
           for (int r = 0; r < br; ++r) {
             T* row = S + r * BK;
@@ -233,7 +275,9 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
                 simd::storeu(l + idx(r) * W, simd::loadu(l + idx(r) * W) + vsum);
                 continue;
               }
-              blocks::macro_kernel_strided<T>(1, bc, D, Q + idx(r) * D, D, 1, Kt_j, idx(D) * NR, row, BK, scale2, T(0));
+              blocks::macro_kernel_strided<T>(1, bc, D, Q + idx(r) * qa.row, qa.row, 1, Kt_j, idx(D) * NR, row, BK,
+                                              scale2, T(0));
+              if (mask) add_bias(row, j0, bc);
             }
             V vmax = simd::splat(ninf);
             for (int j = 0; j < n; j += W) {
@@ -242,6 +286,10 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
               vmax = simd::max<T>(vmax, x);
             }
             const T m_new = std::max(m[r], simd::hmax<T>(vmax));
+            if (m_new == ninf) {  // every key this row has seen so far is masked out
+              std::fill(row, row + round_up(bc, W), T(0));
+              continue;
+            }
             const T c = std::exp2(m[r] - m_new);
             const V vm = simd::splat(m_new);
             V vsum{};
@@ -262,12 +310,12 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
           // Oacc += P V (br x Dp)
           blocks::macro_kernel_strided<T>(br, Dp, bc, S, BK, 1, Vb + idx(j0) * NR, idx(N) * NR, Oacc, Dp, T(1), T(1));
         }
-        T* O = o + (idx(bh) * L + i0) * D;
+        T* O = o + qa(bh, i0);
         T* LSE = lse + idx(bh) * L + i0;
         for (int r = 0; r < br; ++r) {
           const T sum = simd::hsum<T>(simd::loadu(l + idx(r) * W));
           const T inv = sum > T(0) ? T(1) / sum : T(0);
-          for (int d = 0; d < D; ++d) O[idx(r) * D + d] = Oacc[idx(r) * Dp + d] * inv;
+          for (int d = 0; d < D; ++d) O[idx(r) * qa.row + d] = Oacc[idx(r) * Dp + d] * inv;
           LSE[r] = sum > T(0) ? (m[r] + std::log2(sum)) * T(0.69314718055994530942) : ninf;
         }
       }
@@ -277,16 +325,17 @@ void fused_forward(const attention_shape& s, const T* q, const T* k, const T* v,
 
 template <class T>
 void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v, const T* o, const T* lse,
-                    const T* dout, T* dq, T* dk, T* dv) {
+                    const T* dout, T* dq, T* dk, T* dv, const T* mask) {
   using V = simd::vec<T>;
   constexpr int W = simd::width<T>, NR = blocks::tile<T>::NR;
   constexpr int BQ = attn_tiles<T>::BQ, BK = attn_tiles<T>::BK;
   const int L = s.q_len, N = s.kv_len, D = s.head_dim, BH = s.batch * s.heads;
+  const layout qa = query_layout(s), ka = key_layout(s);
   if (BH <= 0 || D <= 0) return;
   if (L <= 0 || N <= 0) {
-    std::fill(dq, dq + idx(BH) * std::max(L, 0) * D, T(0));
-    std::fill(dk, dk + idx(BH) * std::max(N, 0) * D, T(0));
-    std::fill(dv, dv + idx(BH) * std::max(N, 0) * D, T(0));
+    fill_heads(dq, qa, BH, std::max(L, 0), D, T(0));
+    fill_heads(dk, ka, BH, std::max(N, 0), D, T(0));
+    fill_heads(dv, ka, BH, std::max(N, 0), D, T(0));
     return;
   }
   const T scale = scale_of<T>(s);
@@ -296,7 +345,7 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
   const idx kt_head = round_up(idx(round_up(N, NR)) * D, line);  // K^T or V^T panels: ceil(N/NR) x (D x NR)
   const idx kb_head = round_up(idx(Dp) * N, line);               // K panels: Dp/NR x (N x NR)
   const idx qb_head = round_up(idx(Dp) * L, line);               // Q or dO panels: Dp/NR x (L x NR)
-  const idx head_q = idx(L) * D;                                 // q, dq elements per head
+  const idx head_q = idx(L) * D;                                 // dq elements per head (dense, extra buffers)
   const int nkb = (N + BK - 1) / BK;
   const int off = N - L;
   // Units of key tiles. A whole head has one writer of its dq, and its thread packs the head's
@@ -317,20 +366,20 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
   T* const dq_extra = shared.get(std::size_t((threads - 1) * split_stride + (by_head ? 0 : BH * head_size)));
   T* const packs = dq_extra + (threads - 1) * split_stride;
   auto pack_head = [&](int bh, T* dst) {
-    const T* K = k + idx(bh) * N * D;
-    const T* Vh = v + idx(bh) * N * D;
-    const T* Q = q + idx(bh) * head_q;
-    const T* dO = dout + idx(bh) * head_q;
-    const T* O = o + idx(bh) * head_q;
-    blocks::pack_b(true, K, D, 0, D, 0, N, dst);
-    blocks::pack_b(true, Vh, D, 0, D, 0, N, dst + kt_head);
-    blocks::pack_b(false, K, D, 0, N, 0, D, dst + 2 * kt_head);
-    blocks::pack_b(false, Q, D, 0, L, 0, D, dst + 2 * kt_head + kb_head);
-    blocks::pack_b(false, dO, D, 0, L, 0, D, dst + 2 * kt_head + kb_head + qb_head);
+    const T* K = k + ka(bh, 0);
+    const T* Vh = v + ka(bh, 0);
+    const T* Q = q + qa(bh, 0);
+    const T* dO = dout + qa(bh, 0);
+    const T* O = o + qa(bh, 0);
+    blocks::pack_b(true, K, ka.row, 0, D, 0, N, dst);
+    blocks::pack_b(true, Vh, ka.row, 0, D, 0, N, dst + kt_head);
+    blocks::pack_b(false, K, ka.row, 0, N, 0, D, dst + 2 * kt_head);
+    blocks::pack_b(false, Q, qa.row, 0, L, 0, D, dst + 2 * kt_head + kb_head);
+    blocks::pack_b(false, dO, qa.row, 0, L, 0, D, dst + 2 * kt_head + kb_head + qb_head);
     T* Dv = dst + 2 * kt_head + kb_head + 2 * qb_head;
     for (int i = 0; i < L; ++i) {
       T acc = 0;
-      for (int d = 0; d < D; ++d) acc += dO[idx(i) * D + d] * O[idx(i) * D + d];
+      for (int d = 0; d < D; ++d) acc += dO[idx(i) * qa.row + d] * O[idx(i) * qa.row + d];
       Dv[i] = acc;
     }
   };
@@ -347,12 +396,16 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
       for (int bh = 0; bh < BH; ++bh) pack_head(bh, packs + bh * head_size);
     }
 #pragma omp for schedule(static)
-    for (idx e = whole * head_q; e < idx(BH) * head_q; ++e) dq[e] = T(0);
-    int packed = -1;
+    for (idx e = 0; e < idx(units.split) * L; ++e) {  // the split heads' dq rows, summed into by every thread
+      T* row = dq + qa(whole + int(e / L), int(e % L));
+      std::fill(row, row + D, T(0));
+    }
+    int packed = -1, biased = -1;
     static thread_local blocks::scratch<T> local;
-    T* S = local.get(3 * std::size_t(BQ) * BK);
+    T* S = local.get(3 * std::size_t(BQ) * BK + (mask ? round_up(N, W) : 0));
     T* dS = S + BQ * BK;
-    T* At = dS + BQ * BK;  // P^T or dS^T as A panels
+    T* At = dS + BQ * BK;     // P^T or dS^T as A panels
+    T* kbias = At + BQ * BK;  // the key mask of the head's sequence as score addends (key_bias)
     std::fill(S, S + 3 * BQ * BK, T(0));
     const V lane = iota<T>();
 
@@ -362,10 +415,16 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
       const int bh = w.head;
       if (by_head && bh != packed) {
         pack_head(bh, own);
-        if (w.whole) std::fill(dq + bh * head_q, dq + (bh + 1) * head_q, T(0));
+        if (w.whole) fill_heads(dq + qa(bh, 0), qa, 1, L, D, T(0));
         packed = bh;
       }
-      T* const dq_head = w.whole || !extra ? dq + bh * head_q : extra + (bh - whole) * head_q;
+      if (mask && bh / s.heads != biased) {
+        biased = bh / s.heads;
+        key_bias(mask + idx(biased) * N, N, round_up(N, W), kbias);
+      }
+      const bool own_dq = w.whole || !extra;  // dq itself, or this thread's dense buffer of the split heads
+      T* const dq_head = own_dq ? dq + qa(bh, 0) : extra + (bh - whole) * head_q;
+      const idx dq_row = own_dq ? qa.row : D;
       const T* Kt = by_head ? own : packs + bh * head_size;
       const T* Vt = Kt + kt_head;
       const T* Kb = Vt + kt_head;
@@ -374,23 +433,25 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
       const T* Dv = dOb + qb_head;  // Dv[i] = dO_i . O_i
       for (int kb = w.first; kb < w.end; ++kb) {
         const int j0 = kb * BK, bc = std::min(BK, N - j0);
-        T* dK = dk + (idx(bh) * N + j0) * D;
-        T* dV = dv + (idx(bh) * N + j0) * D;
-        std::fill(dK, dK + idx(bc) * D, T(0));
-        std::fill(dV, dV + idx(bc) * D, T(0));
+        T* dK = dk + ka(bh, j0);
+        T* dV = dv + ka(bh, j0);
+        for (int j = 0; j < bc; ++j) {
+          std::fill(dK + idx(j) * ka.row, dK + idx(j) * ka.row + D, T(0));
+          std::fill(dV + idx(j) * ka.row, dV + idx(j) * ka.row + D, T(0));
+        }
         const T* Kt_j = Kt + idx(j0) * D;
         const T* Vt_j = Vt + idx(j0) * D;
         const T* Kb_j = Kb + idx(j0) * NR;
         const int q_first = s.causal ? std::max(0, j0 - off) : 0;  // first query that sees key j0
         for (int i0 = q_first / BQ * BQ; i0 < L; i0 += BQ) {
           const int br = std::min(BQ, L - i0);
-          const T* Q = q + (idx(bh) * L + i0) * D;
-          const T* dO = dout + (idx(bh) * L + i0) * D;
+          const T* Q = q + qa(bh, i0);
+          const T* dO = dout + qa(bh, i0);
           const T* LSE = lse + idx(bh) * L + i0;
           const T* Di = Dv + i0;
           // S = scale log2(e) Q K^T, dP = dO V^T (br x bc)
-          blocks::macro_kernel_strided<T>(br, bc, D, Q, D, 1, Kt_j, idx(D) * NR, S, BK, scale2, T(0));
-          blocks::macro_kernel_strided<T>(br, bc, D, dO, D, 1, Vt_j, idx(D) * NR, dS, BK, T(1), T(0));
+          blocks::macro_kernel_strided<T>(br, bc, D, Q, qa.row, 1, Kt_j, idx(D) * NR, S, BK, scale2, T(0));
+          blocks::macro_kernel_strided<T>(br, bc, D, dO, qa.row, 1, Vt_j, idx(D) * NR, dS, BK, T(1), T(0));
           const bool masked = s.causal && j0 + bc > visible_keys(s, i0);
           for (int r = 0; r < br; ++r) {  // P = exp(S - lse) (masked), dS = P (dP - D_i)
             T* prow = S + r * BK;
@@ -403,7 +464,9 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
             }
             const V vl = simd::splat(LSE[r] * T(1.4426950408889634074)), vd = simd::splat(Di[r]);
             for (int j = 0; j < bc; j += W) {
-              V p = simd::exp2_softmax(simd::loadu(prow + j) - vl);
+              V x = simd::loadu(prow + j) - vl;
+              if (mask) x += simd::loadu(kbias + j0 + j);
+              V p = simd::exp2_softmax(x);
               if (j + W > n) p = lane + T(j) < T(n) ? p : V{};
               simd::storeu(prow + j, p);
               simd::storeu(drow + j, p * (simd::loadu(drow + j) - vd));
@@ -412,22 +475,22 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
           // dV += P^T dO, dK += scale dS^T Q (bc x D): P^T and dS^T packed as A panels first (contiguous
           // reads in the micro-kernel); dQ += scale dS K (br x D) reads dS in place.
           blocks::pack_a<T>(true, S, BK, 0, bc, 0, br, At);
-          blocks::macro_kernel<T>(bc, D, br, At, dOb + idx(i0) * NR, dV, D, T(1), T(1), idx(L) * NR);
+          blocks::macro_kernel<T>(bc, D, br, At, dOb + idx(i0) * NR, dV, ka.row, T(1), T(1), idx(L) * NR);
           blocks::pack_a<T>(true, dS, BK, 0, bc, 0, br, At);
-          blocks::macro_kernel<T>(bc, D, br, At, Qb + idx(i0) * NR, dK, D, scale, T(1), idx(L) * NR);
-          blocks::macro_kernel_strided<T>(br, D, bc, dS, BK, 1, Kb_j, idx(N) * NR, dq_head + idx(i0) * D, D, scale,
-                                          T(1));
+          blocks::macro_kernel<T>(bc, D, br, At, Qb + idx(i0) * NR, dK, ka.row, scale, T(1), idx(L) * NR);
+          blocks::macro_kernel_strided<T>(br, D, bc, dS, BK, 1, Kb_j, idx(N) * NR, dq_head + idx(i0) * dq_row, dq_row,
+                                          scale, T(1));
         }
       }
     }
     const int team = omp_get_num_threads();  // may be fewer than asked for (OMP_DYNAMIC)
     if (team > 1) {
-      T* const dq_split = dq + whole * head_q;
 #pragma omp for schedule(static)
       for (idx e = 0; e < split_q; ++e) {
-        T acc = dq_split[e];
+        T& to = dq[qa(whole + int(e / head_q), int(e % head_q / D)) + e % D];
+        T acc = to;
         for (int t = 1; t < team; ++t) acc += dq_extra[(t - 1) * split_stride + e];
-        dq_split[e] = acc;
+        to = acc;
       }
     }
   }
@@ -435,38 +498,41 @@ void fused_backward(const attention_shape& s, const T* q, const T* k, const T* v
 
 }  // namespace
 
-void attention_forward(const attention_shape& s, const float* q, const float* k, const float* v, float* o, float* lse) {
-  fused_forward(s, q, k, v, o, lse);
+void attention_forward(const attention_shape& s, const float* q, const float* k, const float* v, float* o, float* lse,
+                       const float* key_mask) {
+  fused_forward(s, q, k, v, o, lse, key_mask);
 }
 void attention_forward(const attention_shape& s, const double* q, const double* k, const double* v, double* o,
-                       double* lse) {
-  fused_forward(s, q, k, v, o, lse);
+                       double* lse, const double* key_mask) {
+  fused_forward(s, q, k, v, o, lse, key_mask);
 }
 void attention_backward(const attention_shape& s, const float* q, const float* k, const float* v, const float* o,
-                        const float* lse, const float* dout, float* dq, float* dk, float* dv) {
-  fused_backward(s, q, k, v, o, lse, dout, dq, dk, dv);
+                        const float* lse, const float* dout, float* dq, float* dk, float* dv, const float* key_mask) {
+  fused_backward(s, q, k, v, o, lse, dout, dq, dk, dv, key_mask);
 }
 void attention_backward(const attention_shape& s, const double* q, const double* k, const double* v, const double* o,
-                        const double* lse, const double* dout, double* dq, double* dk, double* dv) {
-  fused_backward(s, q, k, v, o, lse, dout, dq, dk, dv);
+                        const double* lse, const double* dout, double* dq, double* dk, double* dv,
+                        const double* key_mask) {
+  fused_backward(s, q, k, v, o, lse, dout, dq, dk, dv, key_mask);
 }
 
 void attention_forward_reference(const attention_shape& s, const float* q, const float* k, const float* v, float* o,
-                                 float* lse) {
-  reference_forward(s, q, k, v, o, lse);
+                                 float* lse, const float* key_mask) {
+  reference_forward(s, q, k, v, o, lse, key_mask);
 }
 void attention_forward_reference(const attention_shape& s, const double* q, const double* k, const double* v, double* o,
-                                 double* lse) {
-  reference_forward(s, q, k, v, o, lse);
+                                 double* lse, const double* key_mask) {
+  reference_forward(s, q, k, v, o, lse, key_mask);
 }
 void attention_backward_reference(const attention_shape& s, const float* q, const float* k, const float* v,
-                                  const float*, const float*, const float* dout, float* dq, float* dk, float* dv) {
-  reference_backward(s, q, k, v, dout, dq, dk, dv);
+                                  const float*, const float*, const float* dout, float* dq, float* dk, float* dv,
+                                  const float* key_mask) {
+  reference_backward(s, q, k, v, dout, dq, dk, dv, key_mask);
 }
 void attention_backward_reference(const attention_shape& s, const double* q, const double* k, const double* v,
-                                  const double*, const double*, const double* dout, double* dq, double* dk,
-                                  double* dv) {
-  reference_backward(s, q, k, v, dout, dq, dk, dv);
+                                  const double*, const double*, const double* dout, double* dq, double* dk, double* dv,
+                                  const double* key_mask) {
+  reference_backward(s, q, k, v, dout, dq, dk, dv, key_mask);
 }
 
 }  // namespace ctgraph::kernels

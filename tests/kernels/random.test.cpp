@@ -123,25 +123,53 @@ void random_gemm_case(unsigned seed) {
 
 // ---- attention -----------------------------------------------------------------------------------
 
+// The number of elements a tensor of `len` rows per head spans under layout l (dense when l is all zero).
+std::size_t span_of(const k::attention_layout& l, int batch, int heads, int len, int d) {
+  if (!l.batch && !l.head && !l.row) return std::size_t(batch) * heads * len * d;
+  return std::size_t((batch - 1) * l.batch + (heads - 1) * l.head + (len - 1) * l.row + d);
+}
+// Row i of head h of sequence b, feature e: its element under layout l.
+std::size_t at(const k::attention_layout& l, int heads, int len, int d, int b, int h, int i, int e) {
+  if (!l.batch && !l.head && !l.row) return ((std::size_t(b) * heads + h) * len + i) * d + e;
+  return std::size_t(b * l.batch + h * l.head + i * l.row + e);
+}
+// A random layout: dense, or sequence-first [len, batch, heads, d] with 0-5 elements of padding after each
+// position's batch * heads * d.
+k::attention_layout random_layout(std::mt19937& rng, int batch, int heads, int d) {
+  if (uniform(rng, 0, 1) == 0) return {};
+  const long hd = long(heads) * d;
+  return {hd, d, batch * hd + uniform(rng, 0, 5)};
+}
+
+// Fused T against the double reference on the same (T-rounded) inputs, under the shape's layouts and an
+// optional key mask (its rows random, one of them all zero when there are 2 or more sequences).
 template <class T>
-void attention_case(const k::attention_shape& s, int threads, unsigned seed, double tol) {
+void attention_case(const k::attention_shape& s, int threads, unsigned seed, double tol, bool masked = false) {
   INFO("seed=" << seed << " T=" << (sizeof(T) == 4 ? "float" : "double") << " batch=" << s.batch << " heads=" << s.heads
                << " q_len=" << s.q_len << " kv_len=" << s.kv_len << " head_dim=" << s.head_dim << " causal=" << s.causal
-               << " scale=" << s.scale << " threads=" << threads);
+               << " scale=" << s.scale << " threads=" << threads << " q row stride=" << s.q_layout.row
+               << " kv row stride=" << s.kv_layout.row << " key mask=" << masked);
   std::mt19937 rng(seed ^ 0x9e3779b9u);
-  const std::size_t nq = std::size_t(s.batch) * s.heads * s.q_len * s.head_dim;
-  const std::size_t nk = std::size_t(s.batch) * s.heads * s.kv_len * s.head_dim;
-  const std::size_t nl = std::size_t(s.batch) * s.heads * s.q_len;
+  const int B = s.batch, H = s.heads, L = s.q_len, N = s.kv_len, D = s.head_dim;
+  const std::size_t nq = span_of(s.q_layout, B, H, L, D), nk = span_of(s.kv_layout, B, H, N, D);
+  const std::size_t nl = std::size_t(B) * H * L;
   auto fill = [&](std::size_t n) {
     std::vector<double> x(n);
     for (auto& e : x) e = double(T(uniform_real(rng, -1, 1)));  // rounded to T: both sides see the same numbers
     return x;
   };
   const auto q = fill(nq), kk = fill(nk), v = fill(nk), dout = fill(nq);
+  std::vector<double> mask;
+  if (masked) {
+    mask.resize(std::size_t(B) * N);
+    for (auto& m : mask) m = uniform(rng, 0, 3) ? 1.0 : 0.0;
+    if (B > 1) std::fill(mask.begin() + N, mask.begin() + 2 * N, 0.0);  // sequence 1 sees no key
+  }
+  const double* md = masked ? mask.data() : nullptr;
   std::vector<double> o_ref(nq), lse_ref(nl), dq_ref(nq), dk_ref(nk), dv_ref(nk);
-  k::attention_forward_reference(s, q.data(), kk.data(), v.data(), o_ref.data(), lse_ref.data());
+  k::attention_forward_reference(s, q.data(), kk.data(), v.data(), o_ref.data(), lse_ref.data(), md);
   k::attention_backward_reference(s, q.data(), kk.data(), v.data(), o_ref.data(), lse_ref.data(), dout.data(),
-                                  dq_ref.data(), dk_ref.data(), dv_ref.data());
+                                  dq_ref.data(), dk_ref.data(), dv_ref.data(), md);
 
   // Inputs at random offsets (no alignment assumed); outputs start as NaN (written, not accumulated).
   auto copy = [&](const std::vector<double>& x) {
@@ -149,19 +177,42 @@ void attention_case(const k::attention_shape& s, int threads, unsigned seed, dou
     std::copy(x.begin(), x.end(), b.data());
     return b;
   };
-  auto qt = copy(q), kt = copy(kk), vt = copy(v), dot = copy(dout);
+  auto qt = copy(q), kt = copy(kk), vt = copy(v), dot = copy(dout), mt = copy(mask);
+  const T* mp = masked ? mt.data() : nullptr;
   const T nan = std::numeric_limits<T>::quiet_NaN();
   std::vector<T> o(nq, nan), lse(nl, nan), dq(nq, nan), dk(nk, nan), dv(nk, nan);
   const thread_count saved;
   omp_set_num_threads(threads);
-  k::attention_forward(s, qt.data(), kt.data(), vt.data(), o.data(), lse.data());
+  k::attention_forward(s, qt.data(), kt.data(), vt.data(), o.data(), lse.data(), mp);
   k::attention_backward(s, qt.data(), kt.data(), vt.data(), o.data(), lse.data(), dot.data(), dq.data(), dk.data(),
-                        dv.data());
-  CHECK(rel_error(o, o_ref) <= tol);
+                        dv.data(), mp);
+  // The rows each layout holds, gathered dense; what lies between them must stay untouched (NaN).
+  auto rows = [&](const auto& x, const k::attention_layout& l, int len, bool untouched) {
+    std::vector<double> r;
+    std::vector<char> in_row(x.size(), 0);
+    for (int b = 0; b < B; ++b)
+      for (int h = 0; h < H; ++h)
+        for (int i = 0; i < len; ++i)
+          for (int e = 0; e < D; ++e) {
+            const std::size_t j = at(l, H, len, D, b, h, i, e);
+            r.push_back(double(x[j]));
+            in_row[j] = 1;
+          }
+    if (untouched) {
+      std::size_t written = 0;
+      for (std::size_t j = 0; j < x.size(); ++j) written += !in_row[j] && !std::isnan(double(x[j]));
+      CHECK(written == 0);
+    }
+    return r;
+  };
+  CHECK(rel_error(rows(o, s.q_layout, L, true), rows(o_ref, s.q_layout, L, false)) <= tol);
   CHECK(rel_error(lse, lse_ref) <= tol);
-  CHECK(rel_error(dq, dq_ref) <= tol);
-  CHECK(rel_error(dk, dk_ref) <= tol);
-  CHECK(rel_error(dv, dv_ref) <= tol);
+  CHECK(rel_error(rows(dq, s.q_layout, L, true), rows(dq_ref, s.q_layout, L, false)) <= tol);
+  CHECK(rel_error(rows(dk, s.kv_layout, N, true), rows(dk_ref, s.kv_layout, N, false)) <= tol);
+  CHECK(rel_error(rows(dv, s.kv_layout, N, true), rows(dv_ref, s.kv_layout, N, false)) <= tol);
+  if (masked && B > 1)
+    for (int h = 0; h < H; ++h)
+      for (int i = 0; i < L; ++i) CHECK(std::isinf(lse[std::size_t(H + h) * L + i]));  // sequence 1: no key seen
 }
 
 template <class T>
@@ -176,7 +227,10 @@ void random_attention_case(unsigned seed) {
   s.head_dim = 8 * uniform(rng, 1, 16);
   s.causal = uniform(rng, 0, 1);
   s.scale = uniform(rng, 0, 2) == 0 ? 0.f : float(uniform_real(rng, 0.05, 0.5));
-  attention_case<T>(s, uniform(rng, 1, 3), seed, sizeof(T) == 4 ? 2e-4 : 1e-9);
+  s.q_layout = random_layout(rng, s.batch, s.heads, s.head_dim);
+  s.kv_layout = random_layout(rng, s.batch, s.heads, s.head_dim);
+  const bool masked = uniform(rng, 0, 1);
+  attention_case<T>(s, uniform(rng, 1, 3), seed, sizeof(T) == 4 ? 2e-4 : 1e-9, masked);
 }
 
 template <class F>
@@ -198,13 +252,17 @@ TEST_CASE("random gemm double: shapes to 300, transposes, padded leading dimensi
   for_random_cases(150, [](unsigned seed) { random_gemm_case<double>(seed); });
 }
 
-TEST_CASE("random attention float: heads 1-5, lengths 1-200, head_dim 8-128, causal, scale, 1-3 threads",
-          "[attention][random]") {
+TEST_CASE(
+    "random attention float: heads 1-5, lengths 1-200, head_dim 8-128, causal, scale, layouts, key masks, "
+    "1-3 threads",
+    "[attention][random]") {
   for_random_cases(60, [](unsigned seed) { random_attention_case<float>(seed); });
 }
 
-TEST_CASE("random attention double: heads 1-5, lengths 1-200, head_dim 8-128, causal, scale, 1-3 threads",
-          "[attention][random]") {
+TEST_CASE(
+    "random attention double: heads 1-5, lengths 1-200, head_dim 8-128, causal, scale, layouts, key masks, "
+    "1-3 threads",
+    "[attention][random]") {
   for_random_cases(30, [](unsigned seed) { random_attention_case<double>(seed); });
 }
 
