@@ -54,11 +54,10 @@ void add_case(const k::attention_shape& s, bool backward, int threads) {
     return [=] {
       auto t = std::make_shared<tensors>(s);
       return [=] {
-        auto fwd = fused ? static_cast<void (*)(const k::attention_shape&, const float*, const float*, const float*,
-                                                float*, float*)>(&k::attention_forward)
-                         : static_cast<void (*)(const k::attention_shape&, const float*, const float*, const float*,
-                                                float*, float*)>(&k::attention_forward_reference);
-        fwd(s, t->q.data(), t->kk.data(), t->v.data(), t->o.data(), t->lse.data());
+        if (fused)
+          k::attention_forward(s, t->q.data(), t->kk.data(), t->v.data(), t->o.data(), t->lse.data());
+        else
+          k::attention_forward_reference(s, t->q.data(), t->kk.data(), t->v.data(), t->o.data(), t->lse.data());
         if (!backward) return;
         if (fused)
           k::attention_backward(s, t->q.data(), t->kk.data(), t->v.data(), t->o.data(), t->lse.data(), t->dout.data(),
