@@ -37,13 +37,6 @@ struct tensors {
   }
 };
 
-double visible_pairs(const k::attention_shape& s) {
-  double pairs = 0;
-  for (int i = 0; i < s.q_len; ++i)
-    pairs += s.causal ? std::min(std::max(i + 1 + s.kv_len - s.q_len, 0), s.kv_len) : s.kv_len;
-  return pairs * s.batch * s.heads;
-}
-
 void add_case(const k::attention_shape& s, bool backward, int threads) {
   const std::string table = std::string("attention ") + (backward ? "forward+backward" : "forward") +
                             (s.causal ? ", causal" : "") + " (B=" + std::to_string(s.batch) +

@@ -5,7 +5,10 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <limits>
 #include <memory>
+#include <string>
+#include <vector>
 
 namespace ctgraph::bench::torch_lstm_peer {
 namespace {
@@ -95,6 +98,59 @@ lstm_step make_seq2seq_step(const seq2seq_problem& p, bool forward_only) {
     step.run = [st, T, V] {
       st->adam.zero_grad();
       st->m->loss(T, V).backward();
+      st->adam.step();
+    };
+  return step;
+}
+
+namespace {
+struct tlm_state : torch::nn::Module {
+  torch::nn::Embedding tok, pos;
+  std::vector<torch::nn::TransformerEncoderLayer> layers;
+  torch::nn::Linear head;
+  torch::Tensor tokens, targets, mask;
+  explicit tlm_state(const tlm_problem& p)
+      : tok(register_module("tok", torch::nn::Embedding(p.V, p.E))),
+        pos(register_module("pos", torch::nn::Embedding(p.S, p.E))),
+        head(register_module("head", torch::nn::Linear(p.E, p.V))),
+        tokens(torch::randint(0, p.V, {p.S, p.B}, torch::kLong)),
+        targets(torch::randint(0, p.V, {p.S, p.B}, torch::kLong)),
+        mask(torch::triu(torch::full({p.S, p.S}, -std::numeric_limits<float>::infinity()), 1)) {
+    for (int l = 0; l < p.layers; ++l)
+      layers.push_back(
+          register_module("layer" + std::to_string(l),
+                          torch::nn::TransformerEncoderLayer(
+                              torch::nn::TransformerEncoderLayerOptions(p.E, p.H).dim_feedforward(p.FF).dropout(0.0))));
+  }
+  torch::Tensor loss(int S, int V) {
+    torch::Tensor x = tok->forward(tokens) + pos->weight.slice(0, 0, S).unsqueeze(1);  // [S, B, E]
+    for (auto& layer : layers) x = layer->forward(x, mask);
+    return torch::nn::functional::cross_entropy(head->forward(x).view({-1, V}), targets.view({-1}));
+  }
+};
+struct tlm_run {
+  std::shared_ptr<tlm_state> m;
+  torch::optim::Adam adam;
+  explicit tlm_run(const tlm_problem& p)
+      : m(std::make_shared<tlm_state>(p)), adam(m->parameters(), torch::optim::AdamOptions(p.lr)) {}
+};
+}  // namespace
+
+lstm_step make_tlm_step(const tlm_problem& p, bool forward_only) {
+  torch::manual_seed(0);
+  auto st = std::make_shared<tlm_run>(p);
+  lstm_step step;
+  for (const auto& w : st->m->parameters()) step.params += w.numel();
+  const int S = p.S, V = p.V;
+  if (forward_only)
+    step.run = [st, S, V] {
+      torch::NoGradGuard no_grad;
+      st->m->loss(S, V);
+    };
+  else
+    step.run = [st, S, V] {
+      st->adam.zero_grad();
+      st->m->loss(S, V).backward();
       st->adam.step();
     };
   return step;

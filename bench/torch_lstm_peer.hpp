@@ -33,6 +33,16 @@ struct seq2seq_problem {
 /// One training step (forward, backward, Adam), or with forward_only the forward and loss alone.
 lstm_step make_seq2seq_step(const seq2seq_problem& p, bool forward_only);
 
+/// Issue 13's decoder-only transformer language model: Embedding(V, E) for tokens plus a learned
+/// Embedding(S, E) for positions, `layers` x TransformerEncoderLayer(E, H, FF, dropout 0, post-norm, ReLU) under
+/// a causal mask, Linear(E, V), cross-entropy over [S, B] random tokens (targets: the tokens shifted by one).
+struct tlm_problem {
+  int S, B, V, E, H, FF, layers;
+  double lr = 1e-3;  // Adam
+};
+/// One training step (forward, backward, Adam), or with forward_only the forward and loss alone.
+lstm_step make_tlm_step(const tlm_problem& p, bool forward_only);
+
 void set_threads(int threads);
 std::string version();
 

@@ -7,6 +7,11 @@
 //     over T=20 steps with Bahdanau attention (Wh, Ws, v), Linear(256, 32) on [h; context], cross-entropy
 //     with ignore_index 0; a training step (Adam, lr 1e-3) and the forward alone. GFLOPS count the gemms
 //     of the forward (seq2seq_forward_flops) and, for a training step, three times that.
+//   tlm/<impl>, tlm/<impl>/forward: issue 13's decoder-only transformer (421,184 params): Embedding(64, 128)
+//     for tokens plus a learned Embedding(64, 128) for positions, 2 x TransformerEncoderLayer(128, 4 heads, FF
+//     512, dropout 0, post-norm, ReLU) under a causal mask, Linear(128, 64), cross-entropy over [S=64, B=32];
+//     tlm_long/<impl>: the same with one layer at S=4096, B=1 (the fused attention keeps its arena O(S d)).
+//     GFLOPS count the forward's gemms and attention products (tlm_model::forward_flops), a step three times.
 //   lstm_gates/ctgraph/{forward,backward}, gru_gates/ctgraph/{forward,backward}: the fused gate kernels
 //     of one step at B=32, H=128 (a T=20 sequence costs 20 of them), with the bytes they move.
 //
@@ -225,6 +230,74 @@ std::function<void()> make_forward() {
 }
 }  // namespace seq2seq_model
 
+// tlm/ctgraph: issue 13's decoder-only transformer (421,184 params). tlm_long/ctgraph: one layer at S = 4096, B = 1.
+namespace tlm_model {
+namespace cg = ctgraph;
+namespace nn = ctgraph::nn;
+constexpr int V = 64, E = 128, Heads = 4, FF = 512;
+// Forward FLOPs: per layer the q, k, v and output projections, the feed-forward and attention's two products
+// over the visible (causal) pairs; then the head. A training step counts three times that.
+double forward_flops(int S, int B, int layers) {
+  const double rows = double(S) * B, pairs = double(S) * (S + 1) / 2 * B;
+  const double layer = 2 * rows * E * 4 * E + 4 * rows * E * FF + 4 * pairs * E;
+  return layers * layer + 2 * rows * E * V;
+}
+template <int S, int B, int Layers>
+struct model {
+  static constexpr auto tokens = cg::input<"tokens", int, S, B>;
+  static constexpr auto targets = cg::input<"targets", int, S, B>;
+  static constexpr auto pos = cg::init_param<"pos.weight", float, cg::init_rule::normal(), S, E>;
+  static constexpr auto x0 = nn::embedding<"tok", V, E>(tokens) + cg::reshape<S, 1, E>(pos);
+  static constexpr auto body = [] {
+    constexpr auto x1 = nn::transformer_encoder_layer<"layers.0", Heads, FF>(x0, cg::causal);
+    if constexpr (Layers == 1)
+      return x1;
+    else
+      return nn::transformer_encoder_layer<"layers.1", Heads, FF>(x1, cg::causal);
+  }();
+  static constexpr auto loss = cg::cross_entropy(nn::linear<"head", V>(body), targets);
+  static constexpr auto grads = cg::grad(loss);
+  static std::vector<int> ids(unsigned seed) {
+    std::mt19937 gen(seed);
+    std::uniform_int_distribution<int> u(0, V - 1);
+    std::vector<int> v(static_cast<std::size_t>(S) * B);
+    for (int& t : v) t = u(gen);
+    return v;
+  }
+  struct data {
+    std::vector<int> tokens = ids(1), targets = ids(2);
+  };
+  struct train_state : data {
+    decltype(cg::compile(loss, grads)) step = cg::compile(loss, grads);
+    decltype(cg::parameters_of(step)) params = cg::parameters_of(step);
+    decltype(cg::adam(params)) opt{params, cg::adam_options{.lr = 1e-3}};
+  };
+  struct forward_state : data {
+    decltype(cg::compile(loss)) step = cg::compile(loss);
+    decltype(cg::parameters_of(step)) params = cg::parameters_of(step);
+  };
+  static std::function<void()> make(bool forward_only, const char* name) {
+    if (forward_only) {
+      auto s = std::make_shared<forward_state>();
+      cg::init(s->params, 1);
+      return [s] { s->step.run(s->params, cg::feed<"tokens">(s->tokens), cg::feed<"targets">(s->targets)); };
+    }
+    auto s = std::make_shared<train_state>();
+    cg::init(s->params, 1);
+    long count = 0;
+    s->params.for_each([&](auto, auto span, const auto&) { count += static_cast<long>(span.size()); });
+    std::fprintf(stderr, "%s: %ld params, arena %ld bytes\n", name, count, decltype(s->step)::arena_bytes());
+    return [s] {
+      auto out = s->step.run(s->params, cg::feed<"tokens">(s->tokens), cg::feed<"targets">(s->targets));
+      s->opt.step(s->params, out);
+    };
+  }
+};
+using tlm = model<64, 32, 2>;
+using tlm_long = model<4096, 1, 1>;
+constexpr long long params = 421184;
+}  // namespace tlm_model
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -234,6 +307,14 @@ int main(int argc, char** argv) {
   namespace sm = seq2seq_model;
   register_case("seq2seq/ctgraph", threads, 3 * sm::forward_flops(), 0, double(sm::params), sm::make_train);
   register_case("seq2seq/ctgraph/forward", threads, sm::forward_flops(), 0, double(sm::params), sm::make_forward);
+  namespace tm = tlm_model;
+  for (bool fwd : {false, true}) {
+    const double f = (fwd ? 1 : 3) * tm::forward_flops(64, 32, 2), fl = (fwd ? 1 : 3) * tm::forward_flops(4096, 1, 1);
+    register_case(fwd ? "tlm/ctgraph/forward" : "tlm/ctgraph", threads, f, 0, double(tm::params),
+                  [fwd] { return tm::tlm::make(fwd, "tlm/ctgraph"); });
+    register_case(fwd ? "tlm_long/ctgraph/forward" : "tlm_long/ctgraph", threads, fl, 0, 0,
+                  [fwd] { return tm::tlm_long::make(fwd, "tlm_long/ctgraph"); });
+  }
 
 #ifdef CTGRAPH_HAVE_TORCH
   namespace tp = cb::torch_lstm_peer;
@@ -250,6 +331,17 @@ int main(int argc, char** argv) {
                     if (step.params != sm::params) std::fprintf(stderr, "seq2seq/libtorch: %lld params\n", step.params);
                     return step.run;
                   });
+  for (bool fwd : {false, true}) {
+    const double f = (fwd ? 1 : 3) * tm::forward_flops(64, 32, 2), fl = (fwd ? 1 : 3) * tm::forward_flops(4096, 1, 1);
+    register_case(fwd ? "tlm/libtorch/forward" : "tlm/libtorch", threads, f, 0, double(tm::params), [fwd] {
+      tp::lstm_step step = tp::make_tlm_step({64, 32, tm::V, tm::E, tm::Heads, tm::FF, 2, 1e-3}, fwd);
+      if (step.params != tm::params) std::fprintf(stderr, "tlm/libtorch: %lld params\n", step.params);
+      return step.run;
+    });
+    register_case(fwd ? "tlm_long/libtorch/forward" : "tlm_long/libtorch", threads, fl, 0, 0, [fwd] {
+      return tp::make_tlm_step({4096, 1, tm::V, tm::E, tm::Heads, tm::FF, 1, 1e-3}, fwd).run;
+    });
+  }
   std::printf("libtorch %s\n", tp::version().c_str());
 #endif
   add_gate_benches(threads);

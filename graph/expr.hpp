@@ -74,6 +74,7 @@ consteval op_runtime make_op_runtime() {
     r.fwd_f64 = &forward_entry<Op, double>;
   }
   if constexpr (requires { Op::flops; }) r.flops = Op::flops;
+  if constexpr (requires { &Op::step_flops; }) r.step_flops = &Op::step_flops;
   return r;
 }
 template <class Op>

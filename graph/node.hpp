@@ -92,6 +92,8 @@ struct op_runtime {
   void (*array_f32)(float*, const float*, int, const float*, int, long) = nullptr;
   void (*array_f64)(double*, const double*, int, const double*, int, long) = nullptr;
   double flops = 1;  // per output element, for summaries
+  // Ops whose work is not per element (attention): FLOPs of one step over operands of these shapes.
+  double (*step_flops)(const attr_t&, const shape*, int) = nullptr;
 };
 
 /// An op's behaviour, gathered from its struct (see ops/) into one constant table.

@@ -1,7 +1,9 @@
 // ops/all.hpp: every op family. Adding an op: its file, plus one line here.
 #pragma once
+#include "attention.hpp"
 #include "elementwise.hpp"
 #include "embedding.hpp"
+#include "layer_norm.hpp"
 #include "losses.hpp"
 #include "matmul.hpp"
 #include "reduce.hpp"

@@ -1,10 +1,12 @@
 // ops/elementwise.hpp: per-element ops with NumPy broadcasting.
-//   binary: + - * /      unary: -x exp log tanh sigmoid relu sqrt      helper: step
+//   binary: + - * /      unary: -x exp log tanh sigmoid relu sqrt erf      helper: step
+//   composed: gelu (exact, through erf, and its tanh form)
 //   Each is one scalar function; compile() fuses chains of them into one loop.
 //   VJPs (g the output adjoint, y the output), each summed back over broadcast axes:
 //     a+b: g, g    a-b: g, -g    a*b: g*b, g*a    a/b: g/b, -g*y/b    -x: -g
 //     exp: g*y     log: g/x      tanh: g*(1-y*y)  sigmoid: g*y*(1-y)
 //     relu: g*heaviside(x)            sqrt: g*0.5/y    step: none (zero almost everywhere)
+//     erf: g*2/sqrt(pi)*exp(-x*x)
 #pragma once
 #include <cmath>
 #include <ctgraph/rnn_kernels.hpp>
@@ -155,6 +157,17 @@ struct sqrt_op : elementwise_op<sqrt_op> {
   }
   static constexpr void vjp(vjp_ctx& c) { c.set(0, 0.5 * c.grad() / c.out()); }
 };
+struct erf_op : elementwise_op<erf_op> {
+  static constexpr const char* name = "erf";
+  static constexpr double flops = 20;
+  template <class T>
+  static T scalar(T a, T) {
+    return std::erf(a);
+  }
+  static constexpr void vjp(vjp_ctx& c) {  // d erf(x) = 2/sqrt(pi) exp(-x^2)
+    c.set(0, c.grad() * (1.1283791670955125739 * exp(-(c.x(0) * c.x(0)))));
+  }
+};
 struct step_op : elementwise_op<step_op> {
   static constexpr const char* name = "step";
   static constexpr bool no_gradient = true;  // its derivative is zero almost everywhere
@@ -194,6 +207,7 @@ constexpr ref sigmoid(ref x) { return apply<sigmoid_op>(x); }
 constexpr ref relu(ref x) { return apply<relu_op>(x); }
 constexpr ref sqrt(ref x) { return apply<sqrt_op>(x); }
 constexpr ref heaviside(ref x) { return apply<step_op>(x); }
+constexpr ref erf(ref x) { return apply<erf_op>(x); }
 
 // ---- on expressions (the public API) ----
 namespace detail {
@@ -256,6 +270,22 @@ constexpr auto tanh(expression auto x) { return make_node<tanh_op>(x); }
 constexpr auto sigmoid(expression auto x) { return make_node<sigmoid_op>(x); }
 constexpr auto relu(expression auto x) { return make_node<relu_op>(x); }
 constexpr auto sqrt(expression auto x) { return make_node<sqrt_op>(x); }
+/// erf(x), the error function.
+constexpr auto erf(expression auto x) { return make_node<erf_op>(x); }
+
+/// The two forms of GELU torch offers (torch.nn.GELU(approximate='none' or 'tanh')).
+enum class gelu_form { exact, tanh };
+/// gelu(x) = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)); gelu<gelu_form::tanh>(x) = 0.5 x (1 + tanh(sqrt(2/pi)
+/// (x + 0.044715 x^3))). Built from elementwise ops, so one fused loop computes it and autodiff its gradient.
+template <gelu_form F = gelu_form::exact>
+constexpr auto gelu(expression auto x) {
+  constexpr auto half = constant<0.5>;
+  constexpr auto one = constant<1.0>;
+  if constexpr (F == gelu_form::exact)
+    return half * x * (one + erf(x * constant<0.70710678118654752440>));
+  else
+    return half * x * (one + tanh(constant<0.79788456080286535588> * (x + constant<0.044715> * x * x * x)));
+}
 
 /// broadcast_to<dims...>(x): x repeated along broadcast axes (NumPy rules).
 template <int... D>

@@ -21,6 +21,7 @@ constexpr ref tanh(ref x);
 constexpr ref sigmoid(ref x);
 constexpr ref relu(ref x);
 constexpr ref sqrt(ref x);
+constexpr ref erf(ref x);
 constexpr ref heaviside(ref x);                          // 1 where x > 0, else 0
 constexpr ref sum_to(ref x, const shape& target);        // sums broadcast axes away: the adjoint of broadcasting
 constexpr ref sum_rows(ref x);                           // sums the last axis, keeping it as size 1

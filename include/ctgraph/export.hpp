@@ -395,6 +395,7 @@ constexpr double kernel_flops(const kernel_step& k, const shape* in_shapes) {
     const double M = o.d[o.rank - 2], N = o.d[o.rank - 1], K = x.d[x.rank - (k.a.i[0] ? 2 : 1)];
     return 2 * M * N * K * static_cast<double>(o.size() / (o.d[o.rank - 2] * static_cast<long>(o.d[o.rank - 1])));
   }
+  if (k.op->step_flops) return k.op->step_flops(k.a, in_shape, k.n_in);
   const double n = static_cast<double>(std::max(k.out_shape.size(), k.n_in ? in_shape[0].size() : 0));
   return k.op->flops * n;
 }

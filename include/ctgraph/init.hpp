@@ -21,6 +21,7 @@ enum class init_kind : int {
   uniform_fan = 1,  ///< U(-1/sqrt(fan), 1/sqrt(fan)): PyTorch's nn.Linear (weight and bias) and recurrent layers
   normal = 2,       ///< N(0, 1): PyTorch's nn.Embedding
   zeros = 3,        ///< all zero
+  ones = 4,         ///< all one: PyTorch's nn.LayerNorm weight
 };
 
 /// A param's initialisation: a kind and, for init_kind::uniform_fan, the fan that sets the bound. Integers only,
@@ -34,6 +35,8 @@ struct init_rule {
   static constexpr init_rule normal() { return {init_kind::normal, 0}; }
   /// Zeros.
   static constexpr init_rule zeros() { return {init_kind::zeros, 0}; }
+  /// Ones.
+  static constexpr init_rule ones() { return {init_kind::ones, 0}; }
   /// Equal kind and fan.
   constexpr bool operator==(const init_rule&) const = default;
 };
@@ -117,6 +120,8 @@ void init(parameters<P>& params, std::uint64_t seed) {
     std::mt19937_64 gen(h);
     if (rule.kind == init_kind::zeros || (rule.kind == init_kind::standard && s.rank < 2)) {
       std::fill(data.begin(), data.end(), T(0));
+    } else if (rule.kind == init_kind::ones) {
+      std::fill(data.begin(), data.end(), T(1));
     } else if (rule.kind == init_kind::normal) {  // Box-Muller, both values of each pair
       for (std::size_t i = 0; i < data.size(); i += 2) {
         const double r = std::sqrt(-2.0 * std::log(1.0 - detail::unit(gen))),

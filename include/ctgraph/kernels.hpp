@@ -80,7 +80,7 @@ struct attention_layout {
 struct attention_shape {
   int batch, heads, q_len, kv_len, head_dim;
   bool causal = false;           ///< If set, query i sees keys j <= i + (kv_len - q_len).
-  float scale = 0;               ///< Factor on the scores; 0 means 1/sqrt(head_dim).
+  double scale = 0;              ///< Factor on the scores; 0 means 1/sqrt(head_dim) (double: exact in double graphs).
   attention_layout q_layout{};   ///< of q, o, dq and dout
   attention_layout kv_layout{};  ///< of k, v, dk and dv
 };
@@ -94,6 +94,16 @@ struct attention_shape {
 /// Keys (and values) per head.
 /// @var attention_shape::head_dim
 /// Features per query, key and value.
+
+/// The (query, key) pairs an attention call scores: batch x heads x q_len x kv_len, fewer when causal.
+constexpr double visible_pairs(const attention_shape& s) {
+  double n = 0;
+  for (int i = 0; i < s.q_len; ++i) {
+    const int seen = s.causal ? i + 1 + (s.kv_len - s.q_len) : s.kv_len;
+    n += seen < 0 ? 0 : seen > s.kv_len ? s.kv_len : seen;
+  }
+  return n * s.batch * s.heads;
+}
 
 /// Fused attention forward (FlashAttention-2 style): o = softmax(scale * q k^T [causal mask]) v.
 /// Tiles queries and keys, keeps a running row max and sum, never materialises the score matrix;

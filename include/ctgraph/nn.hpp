@@ -198,3 +198,4 @@ constexpr auto gru_cell(X) {
 // nn::lstm and nn::gru: scans of the cells above, over [T, B, features].
 #include "recurrent.hpp"
 #include "rnn_attention.hpp"
+#include "transformer.hpp"

@@ -1,0 +1,177 @@
+// <ctgraph/transformer.hpp>: transformer layers under PyTorch's names and semantics, part of <ctgraph/nn.hpp>.
+//   nn::layer_norm<"norm">(x)                                       torch.nn.LayerNorm(E) over the last axis
+//   nn::multihead_attention<"attn", H>(q, k, v[, cg::causal][, key_mask])   torch.nn.MultiheadAttention
+//   nn::transformer_encoder_layer<"layers.0", H, FF>(x[, cg::causal][, key_mask])
+//   nn::transformer_decoder_layer<"layers.0", H, FF>(x, memory[, cg::causal][, key_mask]
+//                                                    [, nn::memory_key_mask(m)])
+// Sequences are [L, B, E], torch's default layout (batch_first=False). A key mask is [B, S] of the input's
+// element type, 1 at keys to attend and 0 at padded ones: the complement of torch's key_padding_mask (True at
+// padded keys). cg::causal is torch's square subsequent mask (is_causal=True). Attention runs on the fused
+// node (cg::attention): the heads are read where the projections wrote them, no Lq x Lk buffer is planned,
+// and torch's averaged attention weights are not returned. Dropout: none (torch's dropout=0, or eval()).
+#pragma once
+#include "nn.hpp"
+
+namespace ctgraph::nn {
+
+/// nn::layer_norm<"norm"[, eps]>(x): torch.nn.LayerNorm(x.shape[-1], eps) over the last axis, affine:
+/// (x - mean) / sqrt(var + eps) * norm.weight + norm.bias, weight and bias [E], init ones and zeros; eps 1e-5 by
+/// default. The normalisation is one kernel; the affine part fuses with what follows it.
+template <fixed_string Name, scalar_value Eps = scalar_value(1e-5), expression X>
+constexpr auto layer_norm(X x) {
+  detail::require_floating<X>();
+  using T = value_of<X>;
+  constexpr int E = shape_of<X>.back();
+  constexpr auto w = init_param<detail::param_name<Name, "weight">(), T, init_rule::ones(), E>;
+  constexpr auto b = init_param<detail::param_name<Name, "bias">(), T, init_rule::zeros(), E>;
+  return ctgraph::layer_norm<Eps>(x) * w + b;
+}
+
+/// A transformer layer's shape error: q [L, B, E], k and v [S, B, E] (E divisible by the heads), a key mask
+/// [B, S]. Deleted, so that the first error line names the layer and the shapes.
+void transformer_shape_mismatch(auto layer_name, auto query_dims, auto key_dims, auto value_dims) = delete;
+
+/// A decoder layer's memory key mask [B, S] (1: attend, 0: padded): torch's memory_key_padding_mask, negated.
+template <expression M>
+struct memory_key_mask_t {
+  M mask;  ///< [B, S]
+};
+/// nn::memory_key_mask(m): marks m as the mask of the memory's keys in nn::transformer_decoder_layer.
+template <expression M>
+constexpr memory_key_mask_t<M> memory_key_mask(M m) {
+  return {m};
+}
+
+namespace detail {
+template <class O>
+inline constexpr bool is_memory_mask = false;
+template <class M>
+inline constexpr bool is_memory_mask<memory_key_mask_t<M>> = true;
+// The options of a self-attention (cg::causal, a key mask) among a layer's options.
+template <class O>
+constexpr auto self_options(O o) {
+  if constexpr (is_memory_mask<O>)
+    return std::tuple<>{};
+  else
+    return std::tuple<O>{o};
+}
+template <class O>
+constexpr auto memory_options(O o) {
+  if constexpr (is_memory_mask<O>)
+    return std::tuple{o.mask};
+  else
+    return std::tuple<>{};
+}
+// x W^T + b with W and b a row block [Begin, Begin + E) of a packed [3E, E] weight and [3E] bias.
+template <int Begin, int E, class X, class W, class Bv>
+constexpr auto projection(X x, W w, Bv b) {
+  return matmul(x, transpose(slice<0, Begin, Begin + E>(w))) + slice<0, Begin, Begin + E>(b);
+}
+}  // namespace detail
+
+/// nn::multihead_attention<"attn", H>(q, k, v, options...): torch.nn.MultiheadAttention(E, H) with its packed
+/// in-projection: q [L, B, E], k and v [S, B, E] -> [L, B, E], out_proj(attention over H heads of E / H features
+/// of q W_q^T + b_q, k W_k^T + b_k, v W_v^T + b_v). Options: cg::causal (torch's attn_mask of a causal square
+/// mask), a key mask [B, S] (1: attend; torch's key_padding_mask negated). Params (torch's names and init):
+/// attn.in_proj_weight [3E, E] (Xavier uniform), attn.in_proj_bias [3E] (zeros), attn.out_proj.weight [E, E]
+/// (U(-1/sqrt(E), 1/sqrt(E))), attn.out_proj.bias [E] (zeros).
+template <fixed_string Name, int H, expression Q, expression K, expression V, class... O>
+constexpr auto multihead_attention(Q q, K k, V v, O... options) {
+  detail::require_floating<Q>();
+  constexpr shape qs = shape_of<Q>, ks = shape_of<K>, vs = shape_of<V>;
+  constexpr int E = qs.back();
+  if constexpr (qs.rank != 3 || ks.rank != 3 || !(ks == vs) || ks.d[1] != qs.d[1] || ks.d[2] != E || E % H != 0) {
+    transformer_shape_mismatch(name<Name>{}, dims_of<qs>(), dims_of<ks>(), dims_of<vs>());
+  } else {
+    using T = value_of<Q>;
+    constexpr auto W = init_param<detail::param_name<Name, "in_proj_weight">(), T, init_rule{}, 3 * E, E>;
+    constexpr auto b = init_param<detail::param_name<Name, "in_proj_bias">(), T, init_rule::zeros(), 3 * E>;
+    constexpr auto Wo = init_param<detail::param_name<Name, "out_proj.weight">(), T, init_rule::uniform(E), E, E>;
+    constexpr auto bo = init_param<detail::param_name<Name, "out_proj.bias">(), T, init_rule::zeros(), E>;
+    auto o = ctgraph::attention(detail::projection<0, E>(q, W, b), detail::projection<E, E>(k, W, b),
+                                detail::projection<2 * E, E>(v, W, b), heads<H>, options...);
+    return matmul(o, transpose(Wo)) + bo;
+  }
+}
+
+/// A transformer layer's feed-forward activation: torch's activation="relu" or "gelu" (exact).
+enum class activation { relu, gelu };
+
+/// Options of nn::transformer_encoder_layer and nn::transformer_decoder_layer (torch's keyword arguments).
+struct transformer_options {
+  bool norm_first = false;            ///< pre-norm (torch's norm_first=True); post-norm by default
+  activation act = activation::relu;  ///< the feed-forward's activation
+};
+
+namespace detail {
+template <fixed_string Name, int FF, activation A, class X>
+constexpr auto feed_forward(X x) {
+  constexpr int E = shape_of<X>.back();
+  auto h = linear<param_name<Name, "linear1">(), FF>(x);
+  if constexpr (A == activation::relu)
+    return linear<param_name<Name, "linear2">(), E>(relu(h));
+  else
+    return linear<param_name<Name, "linear2">(), E>(gelu(h));
+}
+}  // namespace detail
+
+/// nn::transformer_encoder_layer<"layers.0", H, FF[, options]>(x, [cg::causal][, key_mask]):
+/// torch.nn.TransformerEncoderLayer(E, H, FF, dropout=0) on x [L, B, E]:
+///   post-norm: x = norm1(x + self_attn(x)); x = norm2(x + linear2(act(linear1(x))))
+///   norm_first: x = x + self_attn(norm1(x)); x = x + linear2(act(linear1(norm2(x))))
+/// Params under torch's names: self_attn.* (nn::multihead_attention), linear1.weight [FF, E], linear1.bias,
+/// linear2.weight [E, FF], linear2.bias, norm1.*, norm2.* (nn::layer_norm).
+template <fixed_string Name, int H, int FF, transformer_options Opt = transformer_options{}, expression X, class... O>
+constexpr auto transformer_encoder_layer(X x, O... options) {
+  using detail::param_name;
+  auto sa = [&](auto y) { return multihead_attention<param_name<Name, "self_attn">(), H>(y, y, y, options...); };
+  constexpr auto n1 = param_name<Name, "norm1">();
+  constexpr auto n2 = param_name<Name, "norm2">();
+  if constexpr (Opt.norm_first) {
+    auto y = x + sa(layer_norm<n1>(x));
+    return y + detail::feed_forward<Name, FF, Opt.act>(layer_norm<n2>(y));
+  } else {
+    auto y = layer_norm<n1>(x + sa(x));
+    return layer_norm<n2>(y + detail::feed_forward<Name, FF, Opt.act>(y));
+  }
+}
+
+/// nn::transformer_decoder_layer<"layers.0", H, FF[, options]>(x, memory, [cg::causal][, key_mask]
+/// [, nn::memory_key_mask(m)]): torch.nn.TransformerDecoderLayer(E, H, FF, dropout=0) on x [L, B, E] and the
+/// encoder's memory [S, B, E]. cg::causal and key_mask [B, L] mask the self-attention (torch's tgt_mask,
+/// tgt_key_padding_mask), nn::memory_key_mask(m [B, S]) the cross-attention (memory_key_padding_mask):
+///   post-norm: x = norm1(x + self_attn(x)); x = norm2(x + multihead_attn(x, mem)); x = norm3(x + ff(x))
+///   norm_first: x = x + self_attn(norm1(x)); x = x + multihead_attn(norm2(x), mem); x = x + ff(norm3(x))
+/// Params: self_attn.*, multihead_attn.*, linear1.*, linear2.*, norm1.*, norm2.*, norm3.*.
+template <fixed_string Name, int H, int FF, transformer_options Opt = transformer_options{}, expression X, expression M,
+          class... O>
+constexpr auto transformer_decoder_layer(X x, M memory, O... options) {
+  using detail::param_name;
+  static_assert((detail::is_memory_mask<O> + ... + 0) <= 1,
+                "ctgraph: transformer_decoder_layer: one nn::memory_key_mask at most");
+  auto sa = [&](auto y) {
+    return std::apply([&](auto... o) { return multihead_attention<param_name<Name, "self_attn">(), H>(y, y, y, o...); },
+                      std::tuple_cat(detail::self_options(options)...));
+  };
+  auto ca = [&](auto y) {
+    return std::apply(
+        [&](auto... m) {
+          return multihead_attention<param_name<Name, "multihead_attn">(), H>(y, memory, memory, m...);
+        },
+        std::tuple_cat(detail::memory_options(options)...));
+  };
+  constexpr auto n1 = param_name<Name, "norm1">();
+  constexpr auto n2 = param_name<Name, "norm2">();
+  constexpr auto n3 = param_name<Name, "norm3">();
+  if constexpr (Opt.norm_first) {
+    auto y = x + sa(layer_norm<n1>(x));
+    auto z = y + ca(layer_norm<n2>(y));
+    return z + detail::feed_forward<Name, FF, Opt.act>(layer_norm<n3>(z));
+  } else {
+    auto y = layer_norm<n1>(x + sa(x));
+    auto z = layer_norm<n2>(y + ca(y));
+    return layer_norm<n3>(z + detail::feed_forward<Name, FF, Opt.act>(z));
+  }
+}
+
+}  // namespace ctgraph::nn

@@ -1,0 +1,114 @@
+// Transformer layers and their ops:
+//   - cg::layer_norm and cg::gelu (both forms): values against their formulas, gradients against central
+//     differences (double), and layer_norm's second derivative (its rule is graph ops);
+//   - nn::layer_norm, nn::multihead_attention, nn::transformer_encoder_layer and nn::transformer_decoder_layer
+//     against torch (hidden cases [torch_parity], run by CTest with CTGRAPH_NN_REFERENCE naming where
+//     tests/torch/transformer_reference.py wrote them): outputs and the gradients of every param and input,
+//     1e-9 in double and 1e-4 in float (the float graph runs the fused attention kernels);
+//   - the layers' params under torch's names and shapes.
+#include <cmath>
+#include <vector>
+
+#include "gradcheck.hpp"
+#include "testing.hpp"
+#include "transformer_parity.hpp"
+
+namespace cg = ctgraph;
+namespace nn = ctgraph::nn;
+using ctgraph_test::gradcheck;
+using ctgraph_test::gradcheck_params;
+using ctgraph_test::probe;
+using transformer_parity::parity;
+using transformer_parity::reads;
+
+TEST_CASE("cg::layer_norm and cg::gelu: values against their formulas", "[transformer]") {
+  constexpr int R = 3, C = 8;
+  constexpr auto x = cg::input<"x", double, R, C>;
+  constexpr auto n = cg::layer_norm(x);
+  constexpr auto n2 = cg::layer_norm<0.5>(x);
+  constexpr auto g = cg::gelu(x);
+  constexpr auto gt = cg::gelu<cg::gelu_form::tanh>(x);
+  auto step = cg::compile(n, n2, g, gt);
+  auto params = cg::parameters_of(step);
+  std::vector<double> xv(R * C);
+  for (int i = 0; i < R * C; ++i) xv[i] = std::sin(1.3 * i) * (1 + i % 5);
+  auto out = step.run(params, cg::feed<"x">(xv));
+  std::vector<double> wn(R * C), wn2(R * C), wg(R * C), wgt(R * C);
+  for (int r = 0; r < R; ++r) {
+    double mean = 0, var = 0;
+    for (int j = 0; j < C; ++j) mean += xv[r * C + j] / C;
+    for (int j = 0; j < C; ++j) var += (xv[r * C + j] - mean) * (xv[r * C + j] - mean) / C;
+    for (int j = 0; j < C; ++j) {
+      wn[r * C + j] = (xv[r * C + j] - mean) / std::sqrt(var + 1e-5);
+      wn2[r * C + j] = (xv[r * C + j] - mean) / std::sqrt(var + 0.5);
+    }
+  }
+  for (int i = 0; i < R * C; ++i) {
+    const double v = xv[i];
+    wg[i] = 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
+    wgt[i] = 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
+  }
+  ctgraph_test::expect_values(out[n], wn, 1e-12);
+  ctgraph_test::expect_values(out[n2], wn2, 1e-12);
+  ctgraph_test::expect_values(out[g], wg, 1e-12);
+  ctgraph_test::expect_values(out[gt], wgt, 1e-12);
+}
+
+TEST_CASE("cg::layer_norm, cg::gelu, nn::layer_norm: gradients against central differences",
+          "[transformer][gradcheck]") {
+  constexpr auto x = cg::input<"x", double, 2, 3, 6>;
+  gradcheck("layer_norm", probe(cg::layer_norm(x)), x);
+  gradcheck("layer_norm, eps 0.1", probe(cg::layer_norm<0.1>(x)), x);
+  gradcheck("gelu", probe(cg::gelu(x)), x);
+  gradcheck("gelu, tanh form", probe(cg::gelu<cg::gelu_form::tanh>(x)), x);
+  gradcheck_params("nn::layer_norm", probe(nn::layer_norm<"norm">(x)));
+  // A second derivative through layer_norm: the gradient of sum(grad(loss, x) * r2) by x.
+  constexpr auto loss = probe(cg::layer_norm(x));
+  constexpr auto r2 = cg::input<"r2", double, 2, 3, 6>;
+  gradcheck("layer_norm, second derivative", cg::sum(cg::grad(loss, x) * r2), x);
+}
+
+TEST_CASE("transformer layers: params under torch's names and shapes", "[transformer]") {
+  constexpr int L = 4, B = 2, E = 8;
+  constexpr auto x = cg::input<"x", float, L, B, E>;
+  constexpr auto y = nn::transformer_encoder_layer<"layers.0", 2, 16>(x, cg::causal);
+  STATIC_REQUIRE(cg::shape_of<decltype(y)> == cg::make_shape<L, B, E>());
+  auto step = cg::compile(y);
+  auto params = cg::parameters_of(step);
+  CHECK(params.get<"layers.0.self_attn.in_proj_weight">().size() == 3 * E * E);
+  CHECK(params.get<"layers.0.self_attn.in_proj_bias">().size() == 3 * E);
+  CHECK(params.get<"layers.0.self_attn.out_proj.weight">().size() == E * E);
+  CHECK(params.get<"layers.0.self_attn.out_proj.bias">().size() == E);
+  CHECK(params.get<"layers.0.linear1.weight">().size() == 16 * E);
+  CHECK(params.get<"layers.0.linear2.weight">().size() == E * 16);
+  CHECK(params.get<"layers.0.norm2.bias">().size() == E);
+  cg::init(params, 1);
+  for (float w : params.get<"layers.0.norm1.weight">()) CHECK(w == 1.0f);  // torch's LayerNorm init
+  for (float b : params.get<"layers.0.self_attn.in_proj_bias">()) CHECK(b == 0.0f);
+  STATIC_REQUIRE(decltype(params)::count == 12);
+}
+
+namespace {
+template <class T>
+void all_cases() {
+  using I = transformer_parity::in<T>;
+  constexpr auto x = I::x;
+  parity<T, reads{}>("layer_norm", nn::layer_norm<"">(x));
+  parity<T, reads{.x_lengths = true}>("mha_self_causal_padded",
+                                      nn::multihead_attention<"", 3>(x, x, x, cg::causal, I::x_mask));
+  parity<T, reads{.mem = true, .mem_lengths = true}>("mha_cross_padded",
+                                                     nn::multihead_attention<"", 3>(x, I::mem, I::mem, I::mem_mask));
+  parity<T, reads{}>("encoder_post_relu", nn::transformer_encoder_layer<"", 3, 16>(x));
+  parity<T, reads{}>("encoder_post_relu_causal", nn::transformer_encoder_layer<"", 3, 16>(x, cg::causal));
+  constexpr nn::transformer_options pre_gelu{.norm_first = true, .act = nn::activation::gelu};
+  parity<T, reads{.x_lengths = true}>("encoder_pre_gelu_padded",
+                                      nn::transformer_encoder_layer<"", 3, 16, pre_gelu>(x, I::x_mask));
+  parity<T, reads{.mem = true, .mem_lengths = true}>(
+      "decoder_post_relu_causal_padded",
+      nn::transformer_decoder_layer<"", 3, 16>(x, I::mem, cg::causal, nn::memory_key_mask(I::mem_mask)));
+  parity<T, reads{.mem = true}>("decoder_pre_gelu", nn::transformer_decoder_layer<"", 3, 16, pre_gelu>(x, I::mem));
+}
+}  // namespace
+
+TEST_CASE("transformer layers match torch in double", "[.][torch_parity]") { all_cases<double>(); }
+TEST_CASE("transformer layers match torch in float", "[.][torch_parity]") { all_cases<float>(); }
