@@ -133,12 +133,18 @@ constexpr std::vector<int> reverse_sweep(builder& b, int y, const std::vector<in
   return reverse_sweep(b, {y}, {b.constant(1.0, b[y].out, b[y].type)}, targets, add);
 }
 
+/// A rewrite of the graph as compile() rebuilds it: given node n of `in`, whose operands are built in b
+/// (remap: ids of `in` -> ids of b), the id in b of what replaces it, or -1 to keep it. The ops define
+/// their patterns (ops/all.hpp, rewrite_node); graph/ knows none.
+using rewrite_fn = int (*)(builder& b, const builder& in, int n, const std::vector<int>& remap);
+
 /// Replaces every grad(y, x) marker by its adjoint, rebuilding the graph in order so that
 /// grad of a graph that contains gradients works. All markers of one y share one sweep.
 /// When `swept` is given, each reverse sweep appends the range [first, last) of node ids it
-/// created, as two ints (graph exports).
+/// created, as two ints (graph exports). `rewrite`, if given, may replace each node as it is
+/// rebuilt, before any gradient reads it: gradients are those of the rewritten graph.
 constexpr builder resolve_grads(const builder& in, std::vector<int>& remap, const op_info* add,
-                                std::vector<int>* swept = nullptr) {
+                                std::vector<int>* swept = nullptr, rewrite_fn rewrite = nullptr) {
   builder b;
   remap.assign(in.size(), -1);
   std::vector<int> swept_y, swept_x, swept_r;  // (y, x) -> adjoint, from sweeps so far
@@ -148,7 +154,8 @@ constexpr builder resolve_grads(const builder& in, std::vector<int>& remap, cons
     ins.clear();
     for (int k = 0; k < nd.n_in + nd.n_body; ++k) ins.push_back(remap[in.in(n, k)]);
     if (nd.op->cls != op_class::grad) {
-      remap[n] = b.emit(nd, ins.data());
+      const int r = rewrite ? rewrite(b, in, n, remap) : -1;
+      remap[n] = r >= 0 ? r : b.emit(nd, ins.data());
       continue;
     }
     const int y = ins[0], x = ins[1];

@@ -707,9 +707,10 @@ constexpr bounded_plan<Cap> fix_within(const dyn_plan& p) {
 }
 
 /// What compile() does after flattening: gradients resolved, then the plan.
-constexpr dyn_plan plan_graph(const builder& b0, const std::vector<int>& outs0, const op_info* add) {
+constexpr dyn_plan plan_graph(const builder& b0, const std::vector<int>& outs0, const op_info* add,
+                              rewrite_fn rewrite = nullptr) {
   std::vector<int> remap, swept;
-  builder b = resolve_grads(b0, remap, add, &swept);
+  builder b = resolve_grads(b0, remap, add, &swept, rewrite);
   std::vector<int> outs;
   for (int o : outs0) outs.push_back(remap[o]);
   return make_plan(b, outs, nullptr, &swept);

@@ -13,5 +13,13 @@
 #include "shape_ops.hpp"
 #include "softmax.hpp"
 
+namespace ctgraph {
+/// compile()'s rewrites (graph/autodiff.hpp, rewrite_fn), one pattern per op that has one:
+/// softmax(q k^T * s [+ causal_mask]) v -> attention (ops/attention.hpp).
+constexpr int rewrite_node(builder& b, const builder& in, int n, const std::vector<int>& remap) {
+  return rewrite_attention(b, in, n, remap);
+}
+}  // namespace ctgraph
+
 // Last: the instance lists name every op above.
 #include "instances.hpp"

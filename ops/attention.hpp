@@ -10,15 +10,21 @@
 //   VJP: one attention_grad node (q, k, v, o, lse, do[, key_mask]) -> dq, dk, dv: the fused backward, which
 //   recomputes the probabilities from q, k and lse, so no Lq x Lk buffer is planned, forward or backward.
 //   Its own VJP (a second derivative) is not built: asking for it is a compile error that says so.
+// The rewrite: compile() turns matmul(softmax(matmul(q, k^T) [* s] [+ causal_mask]) v), as a user writes it,
+// into this node (rewrite_attention), so that the pattern costs what cg::attention costs.
 #pragma once
 #include <bit>
 #include <ctgraph/kernels.hpp>
+#include <limits>
 #include <tuple>
 #include <type_traits>
 #include <vector>
 
 #include "../graph/expr.hpp"
+#include "elementwise.hpp"
+#include "matmul.hpp"
 #include "rnn.hpp"
+#include "softmax.hpp"
 
 namespace ctgraph {
 
@@ -142,6 +148,70 @@ struct attention_op {
   }
   static void shape_mismatch(auto...) = delete;
 };
+
+/// causal_mask: [Lq, Lk] of 0 where key j is visible to query i (j <= i + Lk - Lq) and -inf elsewhere, the
+/// additive mask of a causal softmax; a.i[0] Lq, a.i[1] Lk; its operand, a scalar constant, gives the type.
+struct causal_mask_op {
+  static constexpr const char* name = "causal_mask";
+  static constexpr op_class cls = op_class::kernel;
+  static constexpr bool no_gradient = true;
+  static constexpr double flops = 0;
+  static constexpr shape_result infer(const attr_t& a, const shape*, int) {
+    return {a.i[0] > 0 && a.i[1] > 0, detail::matrix(a.i[0], a.i[1])};
+  }
+  template <class T>
+  static void forward(const run_args<T>& a) {
+    const int Lq = a.a.i[0], Lk = a.a.i[1];
+    for (int i = 0; i < Lq; ++i)
+      for (int j = 0; j < Lk; ++j)
+        a.out[long(i) * Lk + j] = j <= i + Lk - Lq ? T(0) : -std::numeric_limits<T>::infinity();
+  }
+  static void shape_mismatch(auto...) = delete;
+};
+/// causal_mask<Lq, Lk, T>(): [Lq, Lk], 0 where query i may see key j (j <= i + Lk - Lq), -inf elsewhere: what a
+/// causal softmax(q k^T * s + causal_mask) adds to its scores. compile() turns that pattern into cg::attention.
+template <int Lq, int Lk, class T = float>
+constexpr auto causal_mask() {
+  return make_node<causal_mask_op, attr_ints({Lq, Lk})>(const_expr<dtype_of<T>(), 0>{});
+}
+
+/// The rewrite (compile(), ops/all.hpp): matmul(softmax(matmul(q, k^T) [* s] [+ causal_mask]), v), as a user
+/// writes scaled dot-product attention, becomes attention(q, k, v[, causal], scale s) (s a scalar constant; 1
+/// if none), when q [..., Lq, d], k and v [..., Lk, d] have the same leading axes. Anything else (a scale that is
+/// not a scalar constant, another mask, softmax over a permuted axis, v of another width) stays as written.
+constexpr int rewrite_attention(builder& b, const builder& in, int n, const std::vector<int>& remap) {
+  const node& m = in[n];
+  if (m.op != &op_info_of<matmul_op> || m.a.i[0] || m.a.i[1]) return -1;
+  const int p = in.in(n, 0), v = in.in(n, 1);
+  if (in[p].op != &op_info_of<softmax_op>) return -1;
+  int x = in.in(p, 0);
+  attr_t a;
+  if (in[x].op == &op_info_of<add_op>) {  // + causal_mask, either side
+    const int l = in.in(x, 0), r = in.in(x, 1);
+    const bool right = in[r].op == &op_info_of<causal_mask_op>, left = in[l].op == &op_info_of<causal_mask_op>;
+    if (right == left) return -1;
+    const int scores = right ? l : r;
+    if (!(in[scores].out == in[x].out) || in[right ? r : l].type != in[x].type) return -1;
+    a.i[0] = 1;
+    x = scores;
+  }
+  double scale = 1;
+  if (in[x].op == &op_info_of<mul_op>) {  // * s, either side
+    const int l = in.in(x, 0), r = in.in(x, 1);
+    const bool right = in[r].op->cls == op_class::constant && in[r].out.rank == 0;
+    const bool left = in[l].op->cls == op_class::constant && in[l].out.rank == 0;
+    if (!right && !left) return -1;
+    scale = in[right ? r : l].a.value();
+    x = right ? l : r;
+  }
+  if (scale == 0 || in[x].op != &op_info_of<matmul_op> || in[x].a.i[0] || !in[x].a.i[1]) return -1;
+  const int q = in.in(x, 0), k = in.in(x, 1);
+  if (in[q].type != in[v].type || in[k].type != in[v].type) return -1;
+  a.vbits = std::bit_cast<std::int64_t>(scale);
+  const detail::attention_geometry g = detail::attention_geometry_of(a, in[q].out, in[k].out, in[v].out);
+  if (!g.ok || !(in[q].out == m.out)) return -1;
+  return project(b, b.make(&op_info_of<attention_op>, a, {remap[q], remap[k], remap[v]}), 0);
+}
 
 /// cg::causal: query i attends to keys j <= i + (Lk - Lq) only (a decoder's self-attention).
 struct causal_t {};

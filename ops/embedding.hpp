@@ -3,6 +3,7 @@
 //   VJP (table): scatter_add(ids, g, V): row ids[i] += g[i]. Ids checked in [0, V) at run time.
 //   scatter_add's VJP (g): embedding(ids, gg).
 #pragma once
+#include <cmath>
 #include <cstring>
 
 #include "fwd.hpp"
@@ -69,6 +70,35 @@ constexpr auto embedding(expression auto ids, expression auto table) {
   static_assert(std::is_same_v<value_of<decltype(ids)>, int>,
                 "ctgraph: embedding(ids, table): ids must be an int input");
   return make_node<embedding_op>(ids, table);
+}
+
+/// sinusoidal_positions: the [S, E] table of "Attention Is All You Need", PE[p, 2i] = sin(p / 10000^(2i / E)),
+/// PE[p, 2i + 1] = cos(p / 10000^(2i / E)); a.i[0] S, a.i[1] E; its operand, a scalar constant, gives the type.
+struct sinusoidal_positions_op {
+  static constexpr const char* name = "sinusoidal_positions";
+  static constexpr op_class cls = op_class::kernel;
+  static constexpr bool no_gradient = true;
+  static constexpr double flops = 0;
+  static constexpr shape_result infer(const attr_t& a, const shape*, int) {
+    shape s;
+    s.rank = 2, s.d[0] = a.i[0], s.d[1] = a.i[1];
+    return {a.i[0] > 0 && a.i[1] > 0, s};
+  }
+  template <class T>
+  static void forward(const run_args<T>& a) {
+    const int S = a.a.i[0], E = a.a.i[1];
+    for (int p = 0; p < S; ++p)
+      for (int j = 0; j < E; ++j) {
+        const double angle = p / std::pow(10000.0, double(j - j % 2) / E);
+        a.out[long(p) * E + j] = T(j % 2 ? std::cos(angle) : std::sin(angle));
+      }
+  }
+  static void shape_mismatch(auto...) = delete;
+};
+/// sinusoidal_positions<S, E, T>(): the fixed sinusoidal position table [S, E] (no params, no gradient).
+template <int S, int E, class T = float>
+constexpr auto sinusoidal_positions() {
+  return make_node<sinusoidal_positions_op, attr_ints({S, E})>(const_expr<dtype_of<T>(), 0>{});
 }
 
 }  // namespace ctgraph

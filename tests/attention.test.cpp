@@ -169,3 +169,64 @@ TEST_CASE("cg::attention: no Lq x Lk buffer in the plan; summary counts its FLOP
   CHECK(r.other_flops < 12 * pairs * d + 40.0 * L * 2 * d);  // plus the elementwise steps
   CHECK(cg::to_dot(loss).find("attention") != std::string::npos);
 }
+
+TEST_CASE("compile rewrites softmax(q k^T * s [+ causal_mask]) v into cg::attention", "[attention][rewrite]") {
+  constexpr int L = 40, N = 56, d = 16;
+  using namespace cg::literals;
+  constexpr auto q = cg::input<"q", double, B, H, L, d>;
+  constexpr auto k = cg::input<"k", double, B, H, N, d>;
+  constexpr auto v = cg::input<"v", double, B, H, N, d>;
+  constexpr auto bias = cg::input<"bias", double, L, N>;  // the same mask, fed: not a pattern compile knows
+  constexpr auto w = cg::input<"w", double, B, H, L, d>;
+  constexpr auto scores = cg::matmul(q, cg::transpose(k));
+  constexpr auto rewritten = cg::matmul(cg::softmax(scores * 0.25_c + cg::causal_mask<L, N, double>()), v);
+  constexpr auto unscaled = cg::matmul(cg::softmax(scores), v);  // scale 1
+  constexpr auto written = cg::matmul(cg::softmax(0.25_c * scores + bias), v);
+  CHECK(cg::to_dot(rewritten).find("attention") != std::string::npos);
+  CHECK(cg::to_dot(unscaled).find("attention") != std::string::npos);
+  CHECK(cg::to_dot(written).find("attention") == std::string::npos);
+  // Near misses stay as written: a scale that is a tensor, softmax over the queries' axis.
+  constexpr auto s_in = cg::input<"s", double, 1>;
+  constexpr auto by_tensor = cg::matmul(cg::softmax(scores * s_in), v);
+  constexpr auto other_axis =
+      cg::matmul(cg::permute<0, 1, 3, 2>(cg::softmax(cg::permute<0, 1, 3, 2>(scores * 0.25_c))), v);
+  CHECK(cg::to_dot(by_tensor).find("attention") == std::string::npos);
+  CHECK(cg::to_dot(other_axis).find("attention") == std::string::npos);
+
+  // The rewritten graph equals the written one, values and gradients.
+  constexpr auto lr = cg::sum(rewritten * w);
+  constexpr auto lw = cg::sum(written * w);
+  auto sr = cg::compile(rewritten, cg::grad(lr, q), cg::grad(lr, k), cg::grad(lr, v));
+  auto sw = cg::compile(written, cg::grad(lw, q), cg::grad(lw, k), cg::grad(lw, v));
+  auto pr = cg::parameters_of(sr);
+  auto pw = cg::parameters_of(sw);
+  const auto qv = values(B * H * L * d, 8), kv = values(B * H * N * d, 9), vv = values(B * H * N * d, 10);
+  const auto wv = values(B * H * L * d, 11);
+  std::vector<double> bv(L * N, 0.0);
+  for (int i = 0; i < L; ++i)
+    for (int j = i + N - L + 1; j < N; ++j) bv[i * N + j] = -std::numeric_limits<double>::infinity();
+  auto orw = sr.run(pr, cg::feed<"q">(qv), cg::feed<"k">(kv), cg::feed<"v">(vv), cg::feed<"w">(wv));
+  auto ow =
+      sw.run(pw, cg::feed<"q">(qv), cg::feed<"k">(kv), cg::feed<"v">(vv), cg::feed<"w">(wv), cg::feed<"bias">(bv));
+  auto same = [](auto a, auto b) {
+    REQUIRE(a.size() == b.size());
+    ctgraph_test::expect_values(a, std::vector<double>(b.begin(), b.end()), 1e-12);
+  };
+  same(orw[rewritten], ow[written]);
+  same(orw[cg::grad(lr, q)], ow[cg::grad(lw, q)]);
+  same(orw[cg::grad(lr, k)], ow[cg::grad(lw, k)]);
+  same(orw[cg::grad(lr, v)], ow[cg::grad(lw, v)]);
+}
+
+TEST_CASE("the rewritten pattern plans no Lq x Lk buffer, forward or backward", "[attention][rewrite][planner]") {
+  constexpr int L = 512, d = 16;
+  using namespace cg::literals;
+  constexpr auto q = cg::input<"q", float, 2, L, d>;
+  constexpr auto k = cg::input<"k", float, 2, L, d>;
+  constexpr auto v = cg::input<"v", float, 2, L, d>;
+  constexpr auto w = cg::input<"w", float, 2, L, d>;
+  constexpr auto o = cg::matmul(cg::softmax(cg::matmul(q, cg::transpose(k)) * 0.25_c + cg::causal_mask<L, L>()), v);
+  constexpr auto loss = cg::sum(o * w);
+  auto step = cg::compile(loss, cg::grad(loss, q), cg::grad(loss, k), cg::grad(loss, v));
+  CHECK(step.arena_bytes() < long(L) * L * 4);
+}

@@ -112,3 +112,26 @@ void all_cases() {
 
 TEST_CASE("transformer layers match torch in double", "[.][torch_parity]") { all_cases<double>(); }
 TEST_CASE("transformer layers match torch in float", "[.][torch_parity]") { all_cases<float>(); }
+
+TEST_CASE("position tables and weight tying", "[transformer]") {
+  constexpr int S = 6, E = 8, V = 5, Bt = 2;
+  constexpr auto pe = cg::sinusoidal_positions<S, E, double>();
+  constexpr auto ids = cg::input<"ids", int, S, Bt>;
+  constexpr auto emb =
+      nn::embedding<"tok", V, E, double>(ids) + cg::reshape<S, 1, E>(nn::learned_positions<"pos", S, E, double>());
+  constexpr auto logits = nn::tied_linear<"tok", V>(emb);
+  STATIC_REQUIRE(cg::shape_of<decltype(logits)> == cg::make_shape<S, Bt, V>());
+  auto step = cg::compile(pe, logits);
+  auto params = cg::parameters_of(step);
+  STATIC_REQUIRE(decltype(params)::count == 2);  // tok.weight once, pos.weight
+  cg::init(params, 2);
+  const std::vector<int> iv = {0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1};
+  auto out = step.run(params, cg::feed<"ids">(iv));
+  for (int p = 0; p < S; ++p)
+    for (int j = 0; j < E; ++j) {
+      const double angle = p / std::pow(10000.0, double(j - j % 2) / E);
+      CHECK(out[pe](p, j) == Approx(j % 2 ? std::cos(angle) : std::sin(angle)).margin(1e-15));
+    }
+  // The tied table's gradient sums both uses: finite differences of every param.
+  gradcheck_params("tied head", probe(logits));
+}

@@ -64,7 +64,7 @@ constexpr std::array<std::size_t, 2> resolved_size() {
   std::vector<int> outs0;
   (flatten_output<Outs>(b0, seen, outs0), ...);
   std::vector<int> remap;
-  const builder b = resolve_grads(b0, remap, &op_info_of<add_op>);
+  const builder b = resolve_grads(b0, remap, &op_info_of<add_op>, nullptr, &rewrite_node);
   return {static_cast<std::size_t>(b.size()), b.operands.size()};
 }
 
@@ -78,7 +78,7 @@ constexpr graph_export<Z[0], Z[1]> make_graph_export() {
   // created and the planner's trace.
   std::vector<int> remap, outs;
   std::vector<int> swept;  // [first, last) node ids of each reverse sweep
-  const builder b = resolve_grads(b0, remap, &op_info_of<add_op>, &swept);
+  const builder b = resolve_grads(b0, remap, &op_info_of<add_op>, &swept, &rewrite_node);
   for (int o : outs0) outs.push_back(remap[o]);
   plan_trace trace;
   const dyn_plan plan = make_plan(b, outs, &trace);

@@ -184,7 +184,7 @@ constexpr dyn_plan analyse() {
   desc_map seen;
   std::vector<int> outs;
   (flatten_output<Outs>(b0, seen, outs), ...);
-  return plan_graph(b0, outs, &op_info_of<add_op>);
+  return plan_graph(b0, outs, &op_info_of<add_op>, &rewrite_node);
 }
 }  // namespace detail
 

@@ -4,6 +4,8 @@
 //   nn::transformer_encoder_layer<"layers.0", H, FF>(x[, cg::causal][, key_mask])
 //   nn::transformer_decoder_layer<"layers.0", H, FF>(x, memory[, cg::causal][, key_mask]
 //                                                    [, nn::memory_key_mask(m)])
+//   nn::learned_positions<"pos", S, E>(), cg::sinusoidal_positions<S, E>(): position tables [S, E]
+//   nn::tied_linear<"emb", V>(x): an output head that shares nn::embedding<"emb", V, E>'s table
 // Sequences are [L, B, E], torch's default layout (batch_first=False). A key mask is [B, S] of the input's
 // element type, 1 at keys to attend and 0 at padded ones: the complement of torch's key_padding_mask (True at
 // padded keys). cg::causal is torch's square subsequent mask (is_causal=True). Attention runs on the fused
@@ -25,6 +27,26 @@ constexpr auto layer_norm(X x) {
   constexpr auto w = init_param<detail::param_name<Name, "weight">(), T, init_rule::ones(), E>;
   constexpr auto b = init_param<detail::param_name<Name, "bias">(), T, init_rule::zeros(), E>;
   return ctgraph::layer_norm<Eps>(x) * w + b;
+}
+
+/// nn::learned_positions<"pos", S, E, T>(): a learned position table, the param pos.weight [S, E] (torch's
+/// Embedding(S, E) read at positions 0..S-1; init N(0, 1)), to add to [S, B, E] token embeddings as
+/// reshape<S, 1, E>. cg::sinusoidal_positions<S, E, T>() is the fixed alternative.
+template <fixed_string Name, int S, int E, class T = float>
+constexpr auto learned_positions() {
+  return init_param<detail::param_name<Name, "weight">(), T, init_rule::normal(), S, E>;
+}
+
+/// nn::tied_linear<"emb", Num>(x): an output head that shares nn::embedding<"emb", Num, Dim>'s table (weight
+/// tying): x [..., Dim] -> [..., Num] = x emb.weight^T, no bias. The table is one param, its gradient the sum
+/// of both uses.
+template <fixed_string Name, int Num, expression X>
+constexpr auto tied_linear(X x) {
+  detail::require_floating<X>();
+  constexpr int Dim = shape_of<X>.back();
+  return matmul(
+      detail::as_rows<Dim>(x),
+      transpose(init_param<detail::param_name<Name, "weight">(), value_of<X>, init_rule::normal(), Num, Dim>));
 }
 
 /// A transformer layer's shape error: q [L, B, E], k and v [S, B, E] (E divisible by the heads), a key mask
