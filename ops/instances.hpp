@@ -12,7 +12,7 @@
   X(embedding_op) X(scatter_add_op) X(cross_entropy_op) X(one_hot_op) X(matmul_op) X(sum_op) X(expand_op) \
   X(lstm_gates_op) X(lstm_gates_grad_op) X(gru_gates_op) X(gru_gates_grad_op) \
   X(additive_attention_op) X(additive_attention_grad_op) X(sequence_mask_op) X(attention_op) X(attention_grad_op) X(causal_mask_op) X(sinusoidal_positions_op) \
-  X(layer_norm_op) \
+  X(layer_norm_op) X(dropout_mask_op) \
   X(reshape_op) X(permute_op) X(concat_op) X(slice_op) X(pad_op) X(softmax_op) X(log_softmax_op) X(ce_weights_op)
 // Ops with `scalar` (elementwise, run in fused loops).
 #define CTGRAPH_ELEMENTWISE_OPS(X) \

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "feed.hpp"
 #include "format.hpp"
 #include "graph/exec.hpp"
 
@@ -46,11 +47,15 @@ class non_finite_error : public std::runtime_error {
 namespace detail {
 template <class F>
 struct is_check_finite : std::is_same<F, check_finite_t> {};
-// The name a run() argument feeds, nullptr for cg::check_finite.
+template <class F>
+struct is_seed : std::is_same<F, seed_t> {};
+// The name a run() argument feeds: nullptr for cg::check_finite, the seed input's for cg::seed.
 template <class F>
 constexpr const char* fed_name() {
   if constexpr (is_check_finite<F>::value)
     return nullptr;
+  else if constexpr (is_seed<F>::value)
+    return "ctgraph.seed";
   else
     return F::name.data;
 }

@@ -1,6 +1,7 @@
 // ctgraph/feed.hpp: cg::feed<"x">(range), an input's data for one run, and the compile errors of feeds.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <ranges>
 #include <span>
 #include <type_traits>
@@ -24,6 +25,19 @@ auto feed(const R& r) {
   using T = std::remove_const_t<typename decltype(s)::element_type>;
   return feed_ref<Name, T, decltype(s)::extent>{s.data(), s.size()};
 }
+
+/// The type of cg::seed(s).
+struct seed_t {
+  std::uint64_t value;  ///< The seed.
+  int halves[2];        ///< Its low and high 32 bits: what the step's seed input reads.
+};
+/// cg::seed(s), among the feeds of step.run: the seed of the run's dropout masks (a run is a function of its
+/// feeds and its seed; the same seed draws the same masks). A step with dropout in a training program needs
+/// one (its absence is a compile error); a step without ignores it, so an evaluation step may be given one.
+constexpr seed_t seed(std::uint64_t s) {
+  return {s, {static_cast<int>(static_cast<std::uint32_t>(s)), static_cast<int>(static_cast<std::uint32_t>(s >> 32))}};
+}
+void step_applies_dropout_so_run_needs_cg_seed(auto) = delete;
 
 template <class T>
 struct element_type {};

@@ -111,6 +111,15 @@ constexpr auto linear(X) {
   }
 }
 
+/// nn::dropout<"drop", p>(x): torch.nn.Dropout(p) in training: each element zeroed with probability p, the others
+/// scaled by 1 / (1 - p); its mask drawn from the run's seed (step.run(..., cg::seed(s))) and its name, so two
+/// dropouts draw independent masks and the same seed the same ones. Applied in programs that compute a gradient
+/// (training steps) only: an evaluation program's compile() removes it (torch's eval()). No params.
+template <fixed_string Name, scalar_value P, expression X>
+constexpr auto dropout(X x) {
+  return ctgraph::dropout<P, ctgraph::detail::salt_of(Name)>(x);
+}
+
 /// nn::embedding<"emb", Num, Dim>(ids): torch.nn.Embedding, rows of emb.weight [Num, Dim] picked by int ids
 /// [...] -> [..., Dim] (ids outside [0, Num) are a run-time error). T is the table's element type. Init
 /// (PyTorch's): N(0, 1).

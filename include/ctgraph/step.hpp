@@ -48,7 +48,8 @@ class step {
   /// Runs the step on `params` with one feed per input. Views into the results stay
   /// valid until the next run. With cg::check_finite among the feeds (in any position),
   /// checks inputs, params and every step's output for NaN and infinities and throws
-  /// cg::non_finite_error at the first one; the results are then incomplete.
+  /// cg::non_finite_error at the first one; the results are then incomplete. A step with
+  /// dropout (a training step) takes cg::seed(s) among the feeds too.
   template <class P, class... Feeds>
   results<step> run(parameters<P>& params, const Feeds&... feeds) {
     check_feed_names<Feeds...>();
@@ -75,7 +76,8 @@ class step {
     (
         [] {
           using F = Feeds;
-          if constexpr (!detail::is_check_finite<F>::value) {  // cg::check_finite is a run option, not a feed
+          // cg::check_finite is a run option, not a feed; cg::seed is ignored by a step without dropout.
+          if constexpr (!detail::is_check_finite<F>::value && !detail::is_seed<F>::value) {
             constexpr int i = input_index(F::name.data);
             if constexpr (i < 0) {
               feed_name_is_not_an_input_of_this_graph(name<F::name>{});
@@ -109,8 +111,12 @@ class step {
     (
         [&] {
           constexpr int j = feed_for<I, Feeds...>();
-          if constexpr (j < 0) {
+          if constexpr (j < 0 && str_eq(plan.inputs[I].name, "ctgraph.seed")) {
+            step_applies_dropout_so_run_needs_cg_seed(name<detail::name_of<plan.inputs[I].name>()>{});
+          } else if constexpr (j < 0) {
             input_is_not_fed(name<detail::name_of<plan.inputs[I].name>()>{});
+          } else if constexpr (detail::is_seed<std::tuple_element_t<j, std::tuple<Feeds...>>>::value) {
+            inputs_[I] = std::get<j>(std::forward_as_tuple(feeds...)).halves;
           } else {
             const auto& f = std::get<j>(std::forward_as_tuple(feeds...));
             constexpr long want = plan.inputs[I].s.size();

@@ -10,7 +10,9 @@
 // element type, 1 at keys to attend and 0 at padded ones: the complement of torch's key_padding_mask (True at
 // padded keys). cg::causal is torch's square subsequent mask (is_causal=True). Attention runs on the fused
 // node (cg::attention): the heads are read where the projections wrote them, no Lq x Lk buffer is planned,
-// and torch's averaged attention weights are not returned. Dropout: none (torch's dropout=0, or eval()).
+// and torch's averaged attention weights are not returned. Dropout (transformer_options::dropout, 0 by default
+// where torch's is 0.1) applies where torch's layers apply theirs, named as torch names them (dropout1, ...),
+// except on the attention weights, which the fused kernels do not drop.
 #pragma once
 #include "nn.hpp"
 
@@ -123,17 +125,24 @@ enum class activation { relu, gelu };
 struct transformer_options {
   bool norm_first = false;            ///< pre-norm (torch's norm_first=True); post-norm by default
   activation act = activation::relu;  ///< the feed-forward's activation
+  double dropout = 0;  ///< torch's dropout, on each sub-layer's output and the feed-forward's hidden layer
 };
 
 namespace detail {
-template <fixed_string Name, int FF, activation A, class X>
+// Dropout `Sub` of a layer (torch's module name under the layer's), p = Opt.dropout.
+template <fixed_string Name, fixed_string Sub, transformer_options Opt, class X>
+constexpr auto layer_dropout(X x) {
+  return nn::dropout<param_name<Name, Sub>(), scalar_value(Opt.dropout)>(x);
+}
+// linear2(dropout(act(linear1(x)))).
+template <fixed_string Name, int FF, transformer_options Opt, class X>
 constexpr auto feed_forward(X x) {
   constexpr int E = shape_of<X>.back();
   auto h = linear<param_name<Name, "linear1">(), FF>(x);
-  if constexpr (A == activation::relu)
-    return linear<param_name<Name, "linear2">(), E>(relu(h));
+  if constexpr (Opt.act == activation::relu)
+    return linear<param_name<Name, "linear2">(), E>(layer_dropout<Name, "dropout", Opt>(relu(h)));
   else
-    return linear<param_name<Name, "linear2">(), E>(gelu(h));
+    return linear<param_name<Name, "linear2">(), E>(layer_dropout<Name, "dropout", Opt>(gelu(h)));
 }
 }  // namespace detail
 
@@ -146,15 +155,19 @@ constexpr auto feed_forward(X x) {
 template <fixed_string Name, int H, int FF, transformer_options Opt = transformer_options{}, expression X, class... O>
 constexpr auto transformer_encoder_layer(X x, O... options) {
   using detail::param_name;
-  auto sa = [&](auto y) { return multihead_attention<param_name<Name, "self_attn">(), H>(y, y, y, options...); };
+  auto sa = [&](auto y) {
+    return detail::layer_dropout<Name, "dropout1", Opt>(
+        multihead_attention<param_name<Name, "self_attn">(), H>(y, y, y, options...));
+  };
+  auto ff = [](auto y) { return detail::layer_dropout<Name, "dropout2", Opt>(detail::feed_forward<Name, FF, Opt>(y)); };
   constexpr auto n1 = param_name<Name, "norm1">();
   constexpr auto n2 = param_name<Name, "norm2">();
   if constexpr (Opt.norm_first) {
     auto y = x + sa(layer_norm<n1>(x));
-    return y + detail::feed_forward<Name, FF, Opt.act>(layer_norm<n2>(y));
+    return y + ff(layer_norm<n2>(y));
   } else {
     auto y = layer_norm<n1>(x + sa(x));
-    return layer_norm<n2>(y + detail::feed_forward<Name, FF, Opt.act>(y));
+    return layer_norm<n2>(y + ff(y));
   }
 }
 
@@ -172,27 +185,29 @@ constexpr auto transformer_decoder_layer(X x, M memory, O... options) {
   static_assert((detail::is_memory_mask<O> + ... + 0) <= 1,
                 "ctgraph: transformer_decoder_layer: one nn::memory_key_mask at most");
   auto sa = [&](auto y) {
-    return std::apply([&](auto... o) { return multihead_attention<param_name<Name, "self_attn">(), H>(y, y, y, o...); },
-                      std::tuple_cat(detail::self_options(options)...));
+    return detail::layer_dropout<Name, "dropout1", Opt>(
+        std::apply([&](auto... o) { return multihead_attention<param_name<Name, "self_attn">(), H>(y, y, y, o...); },
+                   std::tuple_cat(detail::self_options(options)...)));
   };
   auto ca = [&](auto y) {
-    return std::apply(
+    return detail::layer_dropout<Name, "dropout2", Opt>(std::apply(
         [&](auto... m) {
           return multihead_attention<param_name<Name, "multihead_attn">(), H>(y, memory, memory, m...);
         },
-        std::tuple_cat(detail::memory_options(options)...));
+        std::tuple_cat(detail::memory_options(options)...)));
   };
+  auto ff = [](auto y) { return detail::layer_dropout<Name, "dropout3", Opt>(detail::feed_forward<Name, FF, Opt>(y)); };
   constexpr auto n1 = param_name<Name, "norm1">();
   constexpr auto n2 = param_name<Name, "norm2">();
   constexpr auto n3 = param_name<Name, "norm3">();
   if constexpr (Opt.norm_first) {
     auto y = x + sa(layer_norm<n1>(x));
     auto z = y + ca(layer_norm<n2>(y));
-    return z + detail::feed_forward<Name, FF, Opt.act>(layer_norm<n3>(z));
+    return z + ff(layer_norm<n3>(z));
   } else {
     auto y = layer_norm<n1>(x + sa(x));
     auto z = layer_norm<n2>(y + ca(y));
-    return layer_norm<n3>(z + detail::feed_forward<Name, FF, Opt.act>(z));
+    return layer_norm<n3>(z + ff(z));
   }
 }
 

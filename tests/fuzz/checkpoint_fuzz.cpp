@@ -164,10 +164,14 @@ class oracle {
         if (!(*sh)[i].is_number_integer() || (*sh)[i].get<std::int64_t>() != s.dims[i])
           bug("a load succeeded with another shape", c + ": " + s.name);
       const auto off = v.find("data_offsets");
-      if (off == v.end() || !off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
-          !(*off)[1].is_number_unsigned())
+      // A non-negative integer, as the loader reads one: JSON's -0 is a signed integer 0.
+      auto offset = [](const nlohmann::json& j) {
+        return j.is_number_unsigned() || (j.is_number_integer() && j.get<std::int64_t>() >= 0);
+      };
+      if (off == v.end() || !off->is_array() || off->size() != 2 || !offset((*off)[0]) || !offset((*off)[1]))
         bug("a load succeeded without two data_offsets", c + ": " + s.name);
-      const auto begin = (*off)[0].get<std::uint64_t>(), end = (*off)[1].get<std::uint64_t>();
+      const auto begin = static_cast<std::uint64_t>((*off)[0].get<std::int64_t>()),
+                 end = static_cast<std::uint64_t>((*off)[1].get<std::int64_t>());
       const std::size_t n = bytes_of(s);
       if (end < begin || end - begin != n || end > size_ - data_start_)
         bug("a load succeeded with offsets that do not fit", c + ": " + s.name);
