@@ -6,6 +6,7 @@
 #include <ctgraph/decode.hpp>
 #include <limits>
 #include <numeric>
+#include <random>
 #include <stdexcept>
 
 namespace ctgraph {
@@ -129,6 +130,150 @@ std::vector<std::vector<hypothesis>> beam_search(int groups, int width, int voca
     if (finished[g].size() > static_cast<std::size_t>(width)) finished[g].resize(width);
   }
   return finished;
+}
+
+std::vector<std::vector<int>> generate(const std::vector<std::vector<int>>& prompts, int vocab, const decode_options& o,
+                                       const sampling& how, const decoder_step& step) {
+  const int rows = static_cast<int>(prompts.size());
+  if (rows < 1) throw std::invalid_argument("ctgraph: generate: no prompts (one row each)");
+  check("generate", rows, vocab, {o.max_steps, 0, o.end});
+  std::size_t longest = 0;
+  for (int r = 0; r < rows; ++r) {
+    if (prompts[r].empty()) throw std::invalid_argument(fmt::format("ctgraph: generate: prompt {} is empty", r));
+    for (std::size_t t = 0; t < prompts[r].size(); ++t)
+      if (prompts[r][t] < 0 || prompts[r][t] >= vocab)
+        throw std::invalid_argument(
+            fmt::format("ctgraph: generate: prompt {} holds token {} at position {}, outside the vocabulary [0, {})", r,
+                        prompts[r][t], t, vocab));
+    longest = std::max(longest, prompts[r].size());
+  }
+  if (!(how.temperature >= 0))
+    throw std::invalid_argument(
+        fmt::format("ctgraph: generate: temperature {} (need 0, greedy, or more)", how.temperature));
+  if (how.top_k < 0 || how.top_k > vocab)
+    throw std::invalid_argument(
+        fmt::format("ctgraph: generate: top_k {} outside [0, {}] (0: the whole vocabulary)", how.top_k, vocab));
+  std::mt19937_64 rng(how.seed);
+  std::vector<int> tokens(rows), parents(rows);
+  std::iota(parents.begin(), parents.end(), 0);
+  std::vector<float> scores(static_cast<std::size_t>(rows) * vocab);
+  std::vector<std::vector<int>> out(rows);
+  std::vector<char> ended(rows, 0);
+  std::vector<int> order(vocab);
+  std::vector<double> weight(vocab);
+  int running = rows;
+  for (std::size_t t = 0; running > 0; ++t) {
+    for (int r = 0; r < rows; ++r)
+      if (t < prompts[r].size()) tokens[r] = prompts[r][t];
+    step(tokens, parents, scores);
+    for (int r = 0; r < rows; ++r) {
+      if (ended[r] || t + 1 < prompts[r].size()) continue;  // stopped, or its prompt goes on
+      const float* s = scores.data() + static_cast<std::size_t>(r) * vocab;
+      for (int k = 0; k < vocab; ++k)
+        if (std::isnan(s[k]))
+          throw std::runtime_error(
+              fmt::format("ctgraph: generate: row {}'s scores hold NaN (token {}) at step {}", r, k, t));
+      int token;
+      if (how.temperature == 0) {
+        token = static_cast<int>(std::max_element(s, s + vocab) - s);
+      } else {
+        // The candidates, best first when only the top k are kept; then a softmax of score / temperature.
+        std::iota(order.begin(), order.end(), 0);
+        int n = vocab;
+        if (how.top_k > 0 && how.top_k < vocab) {
+          n = how.top_k;
+          std::partial_sort(order.begin(), order.begin() + n, order.end(),
+                            [s](int a, int b) { return s[a] > s[b] || (s[a] == s[b] && a < b); });
+        }
+        double best = -std::numeric_limits<double>::infinity(), z = 0;
+        for (int k = 0; k < n; ++k) best = std::max(best, static_cast<double>(s[order[k]]));
+        for (int k = 0; k < n; ++k) z += weight[k] = std::exp((s[order[k]] - best) / how.temperature);
+        const double u = static_cast<double>(rng() >> 11) * 0x1.0p-53 * z;  // uniform in [0, z)
+        double acc = 0;
+        token = order[n - 1];
+        for (int k = 0; k < n; ++k)
+          if ((acc += weight[k]) > u) {
+            token = order[k];
+            break;
+          }
+      }
+      if (token != o.end) out[r].push_back(token);
+      const bool stop = token == o.end || static_cast<int>(out[r].size()) == o.max_steps;
+      tokens[r] = stop ? o.end : token;
+      if (stop) ended[r] = 1, --running;
+    }
+  }
+  return out;
+}
+
+kv_cache::kv_cache(int layers, int capacity, int rows, int width)
+    : layers_(layers), capacity_(capacity), rows_(rows), width_(width) {
+  if (layers < 1 || capacity < 1 || rows < 1 || width < 1)
+    throw std::invalid_argument(
+        fmt::format("ctgraph: kv_cache: layers {}, capacity {}, rows {}, width {} (each must be at least 1)", layers,
+                    capacity, rows, width));
+  const std::size_t n = static_cast<std::size_t>(layers) * capacity * rows * width;
+  k_.assign(n, 0.0f);
+  v_.assign(n, 0.0f);
+  mask_.resize(static_cast<std::size_t>(rows) * (capacity + 1));
+  appended_.assign(layers, 0);
+  clear();
+}
+std::size_t kv_cache::slot_(int layer, int pos) const {
+  return (static_cast<std::size_t>(layer) * capacity_ + pos) * rows_ * width_;
+}
+std::span<const float> kv_cache::keys(int layer) const {
+  return {k_.data() + slot_(layer, 0), static_cast<std::size_t>(capacity_) * rows_ * width_};
+}
+std::span<const float> kv_cache::values(int layer) const {
+  return {v_.data() + slot_(layer, 0), static_cast<std::size_t>(capacity_) * rows_ * width_};
+}
+std::span<const float> kv_cache::mask() const { return mask_; }
+void kv_cache::append(int layer, std::span<const float> k, std::span<const float> v) {
+  const std::size_t n = static_cast<std::size_t>(rows_) * width_;
+  if (layer < 0 || layer >= layers_)
+    throw std::invalid_argument(fmt::format("ctgraph: kv_cache::append: layer {} outside [0, {})", layer, layers_));
+  if (k.size() != n || v.size() != n)
+    throw std::invalid_argument(
+        fmt::format("ctgraph: kv_cache::append: keys of {} and values of {} elements, need rows {} x width {} = {}",
+                    k.size(), v.size(), rows_, width_, n));
+  if (position_ == capacity_)
+    throw std::length_error(fmt::format("ctgraph: kv_cache::append: full, at its capacity of {} positions", capacity_));
+  std::copy(k.begin(), k.end(), k_.begin() + static_cast<std::ptrdiff_t>(slot_(layer, position_)));
+  std::copy(v.begin(), v.end(), v_.begin() + static_cast<std::ptrdiff_t>(slot_(layer, position_)));
+  appended_[layer] = 1;
+}
+void kv_cache::advance() {
+  for (int l = 0; l < layers_; ++l)
+    if (!appended_[l])
+      throw std::logic_error(fmt::format(
+          "ctgraph: kv_cache::advance: layer {} has not appended position {}'s keys and values", l, position_));
+  std::fill(appended_.begin(), appended_.end(), 0);
+  for (int r = 0; r < rows_; ++r) mask_[static_cast<std::size_t>(r) * (capacity_ + 1) + position_] = 1;
+  ++position_;
+}
+void kv_cache::reorder(std::span<const int> parents) {
+  if (parents.size() != static_cast<std::size_t>(rows_))
+    throw std::invalid_argument(
+        fmt::format("ctgraph: kv_cache::reorder: {} parents for {} rows", parents.size(), rows_));
+  for (int p : parents)
+    if (p < 0 || p >= rows_)
+      throw std::invalid_argument(fmt::format("ctgraph: kv_cache::reorder: row {} outside [0, {})", p, rows_));
+  for (std::vector<float>* buf : {&k_, &v_})
+    for (int l = 0; l < layers_; ++l)
+      for (int pos = 0; pos < position_; ++pos) {
+        float* at = buf->data() + slot_(l, pos);
+        scratch_.assign(at, at + static_cast<std::size_t>(rows_) * width_);
+        for (int r = 0; r < rows_; ++r)
+          std::copy_n(scratch_.data() + static_cast<std::size_t>(parents[r]) * width_, width_,
+                      at + static_cast<std::size_t>(r) * width_);
+      }
+}
+void kv_cache::clear() {
+  position_ = 0;
+  std::fill(mask_.begin(), mask_.end(), 0.0f);
+  for (int r = 0; r < rows_; ++r) mask_[static_cast<std::size_t>(r) * (capacity_ + 1) + capacity_] = 1;
+  std::fill(appended_.begin(), appended_.end(), 0);
 }
 
 }  // namespace ctgraph

@@ -165,3 +165,114 @@ TEST_CASE("decode: bad arguments are errors that say which", "[decode]") {
   CHECK_THROWS_WITH(cg::beam_search(1, 2, V, {.max_steps = 3, .start = 0, .end = V}, none),
                     Catch::Contains("end token 5"));
 }
+
+TEST_CASE("generate: at temperature 0 it is greedy decoding, prompts of one start token", "[decode]") {
+  constexpr int rows = 7, max_steps = 6;
+  toy_decoder a(1), b(1);
+  const auto greedy = cg::greedy_decode(rows, V, {.max_steps = max_steps, .start = start, .end = end}, std::ref(a));
+  const std::vector<std::vector<int>> prompts(rows, std::vector<int>{start});
+  const auto drawn = cg::generate(prompts, V, {.max_steps = max_steps, .end = end}, {.temperature = 0}, std::ref(b));
+  CHECK(drawn == greedy);
+}
+
+TEST_CASE("generate: prompts are fed in lockstep, then each row's draws", "[decode]") {
+  // Scores favour token (previous + 1) % V, except the end token; rows' prompts have other lengths.
+  const std::vector<std::vector<int>> prompts = {{2}, {3, 4, 2}, {4, 2}};
+  std::vector<std::vector<int>> fed(prompts.size());
+  auto step = [&](std::span<const int> tokens, std::span<const int> parents, std::span<float> scores) {
+    for (std::size_t r = 0; r < tokens.size(); ++r) {
+      CHECK(parents[r] == static_cast<int>(r));
+      fed[r].push_back(tokens[r]);
+      for (int v = 0; v < V; ++v) scores[r * V + v] = 0;
+      int next = (tokens[r] + 1) % V;
+      if (next == end) next = (next + 1) % V;
+      scores[r * V + next] = 5;
+    }
+  };
+  const auto drawn = cg::generate(prompts, V, {.max_steps = 3, .end = end}, {.temperature = 0}, step);
+  CHECK(drawn == std::vector<std::vector<int>>{{3, 4, 0}, {3, 4, 0}, {3, 4, 0}});
+  // Row 0 draws from its first step; row 1 is fed its whole prompt first.
+  CHECK(fed[0] == std::vector<int>{2, 3, 4, 1, 1});
+  CHECK(fed[1] == std::vector<int>{3, 4, 2, 3, 4});
+  CHECK(fed[2] == std::vector<int>{4, 2, 3, 4, 1});
+}
+
+TEST_CASE("generate: samples follow softmax(scores / temperature), top-k keeps the k best", "[decode]") {
+  constexpr int rows = 20000;
+  const float s[V] = {0.5f, -1.0f, 1.5f, 0.0f, 1.0f};  // token 1 is the end token
+  auto step = [&](std::span<const int> tokens, std::span<const int>, std::span<float> scores) {
+    for (std::size_t r = 0; r < tokens.size(); ++r)
+      for (int v = 0; v < V; ++v) scores[r * V + v] = s[v];
+  };
+  const std::vector<std::vector<int>> prompts(rows, std::vector<int>{0});
+  for (const double temperature : {1.0, 0.5}) {
+    for (const int top_k : {0, 3}) {
+      const auto drawn = cg::generate(prompts, V, {.max_steps = 1, .end = end}, {temperature, top_k, 17}, step);
+      std::vector<double> count(V, 0), want(V, 0);
+      for (const auto& d : drawn) count[d.empty() ? end : d[0]] += 1.0 / rows;
+      double z = 0;
+      for (int v = 0; v < V; ++v)
+        if (top_k == 0 || v == 2 || v == 4 || v == 0) z += want[v] = std::exp(s[v] / temperature);
+      for (int v = 0; v < V; ++v) {
+        INFO("temperature " << temperature << ", top_k " << top_k << ", token " << v);
+        CHECK(std::abs(count[v] - want[v] / z) < 0.012);  // 4 standard deviations at most
+      }
+    }
+  }
+  // The same seed draws the same tokens; another seed others.
+  const auto a = cg::generate(prompts, V, {.max_steps = 4, .end = end}, {.seed = 3}, step);
+  const auto b = cg::generate(prompts, V, {.max_steps = 4, .end = end}, {.seed = 3}, step);
+  const auto c = cg::generate(prompts, V, {.max_steps = 4, .end = end}, {.seed = 4}, step);
+  CHECK(a == b);
+  CHECK(a != c);
+}
+
+TEST_CASE("generate: bad arguments and NaN scores are errors that say which", "[decode]") {
+  auto none = [](std::span<const int>, std::span<const int>, std::span<float>) {};
+  auto nan = [](std::span<const int>, std::span<const int>, std::span<float> s) {
+    for (float& v : s) v = 0;
+    s[V + 2] = NAN;
+  };
+  const std::vector<std::vector<int>> two = {{0}, {0}};
+  CHECK_THROWS_WITH(cg::generate({}, V, {.max_steps = 3}, {}, none), Catch::Contains("no prompts"));
+  CHECK_THROWS_WITH(cg::generate({{0}, {}}, V, {.max_steps = 3}, {}, none), Catch::Contains("prompt 1 is empty"));
+  CHECK_THROWS_WITH(cg::generate({{0, 9}}, V, {.max_steps = 3}, {}, none),
+                    Catch::Contains("prompt 0 holds token 9 at position 1"));
+  CHECK_THROWS_WITH(cg::generate(two, V, {.max_steps = 3}, {.temperature = -1}, none),
+                    Catch::Contains("temperature -1"));
+  CHECK_THROWS_WITH(cg::generate(two, V, {.max_steps = 3}, {.top_k = 6}, none), Catch::Contains("top_k 6"));
+  CHECK_THROWS_WITH(cg::generate(two, V, {.max_steps = 3}, {}, nan), Catch::Contains("row 1's scores hold NaN"));
+}
+
+TEST_CASE("kv_cache: slots fill in order, the mask follows, errors say what is wrong", "[decode]") {
+  constexpr int layers = 2, cap = 3, rows = 2, width = 4;
+  cg::kv_cache c(layers, cap, rows, width);
+  auto mask = [&] { return std::vector<float>(c.mask().begin(), c.mask().end()); };
+  CHECK(mask() == std::vector<float>{0, 0, 0, 1, 0, 0, 0, 1});  // the new position's own key only
+  std::vector<float> k(rows * width), v(rows * width);
+  for (int pos = 0; pos < cap; ++pos) {
+    for (int l = 0; l < layers; ++l) {
+      for (int i = 0; i < rows * width; ++i) k[i] = float(100 * l + 10 * pos + i), v[i] = -k[i];
+      c.append(l, k, v);
+    }
+    if (pos == 0) {
+      CHECK_THROWS_WITH(c.append(2, k, v), Catch::Contains("layer 2 outside [0, 2)"));
+      CHECK_THROWS_WITH(c.append(0, std::span(k).first(3), v), Catch::Contains("keys of 3"));
+    }
+    c.advance();
+  }
+  CHECK(c.position() == cap);
+  CHECK(mask() == std::vector<float>{1, 1, 1, 1, 1, 1, 1, 1});
+  CHECK(c.keys(1)[2 * rows * width + 5] == 100 + 20 + 5);  // layer 1, position 2, row 1, feature 1
+  CHECK(c.values(0)[rows * width + 1] == -(10 + 1));
+  CHECK_THROWS_AS(c.append(0, k, v), std::length_error);
+  c.reorder(std::vector<int>{1, 1});
+  CHECK(c.keys(0)[0] == c.keys(0)[width]);  // row 0 now holds row 1's past
+  CHECK(c.keys(0)[width] == float(width));  // position 0, row 1
+  CHECK_THROWS_WITH(c.reorder(std::vector<int>{0, 2}), Catch::Contains("row 2 outside"));
+  c.clear();
+  CHECK(mask() == std::vector<float>{0, 0, 0, 1, 0, 0, 0, 1});
+  c.append(0, k, v);
+  CHECK_THROWS_WITH(c.advance(), Catch::Contains("layer 1 has not appended position 0"));
+  CHECK_THROWS_WITH(cg::kv_cache(1, 0, 1, 1), Catch::Contains("capacity 0"));
+}

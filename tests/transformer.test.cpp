@@ -135,3 +135,59 @@ TEST_CASE("position tables and weight tying", "[transformer]") {
   // The tied table's gradient sums both uses: finite differences of every param.
   gradcheck_params("tied head", probe(logits));
 }
+
+// A decoder-only model, whole-sequence (causal) and one position at a time over a cg::kv_cache.
+namespace kv {
+constexpr int S = 7, B = 3, E = 16, Hh = 4, FF = 24, V = 11, layers = 2;
+constexpr auto ids = cg::input<"ids", int, S, B>;
+template <class X>
+constexpr auto embed_all(X x) {
+  return nn::embedding<"tok", V, E>(x) + cg::reshape<S, 1, E>(nn::learned_positions<"pos", S, E>());
+}
+constexpr auto h0 = embed_all(ids);
+constexpr auto h1 = nn::transformer_encoder_layer<"layers.0", Hh, FF>(h0, cg::causal);
+constexpr auto h2 =
+    nn::transformer_encoder_layer<"layers.1", Hh, FF, nn::transformer_options{.norm_first = true}>(h1, cg::causal);
+constexpr auto logits = nn::linear<"head", V>(h2);  // [S, B, V]
+
+constexpr auto tok = cg::input<"tok", int, B>;
+constexpr auto at = cg::input<"at", int, B>;  // the position, per row
+constexpr auto mask = cg::input<"mask", float, B, S + 1>;
+constexpr auto k0 = cg::input<"k0", float, S, B, E>;
+constexpr auto v0 = cg::input<"v0", float, S, B, E>;
+constexpr auto k1 = cg::input<"k1", float, S, B, E>;
+constexpr auto v1 = cg::input<"v1", float, S, B, E>;
+constexpr auto x0 = nn::embedding<"tok", V, E>(tok) + cg::embedding(at, nn::learned_positions<"pos", S, E>());
+constexpr auto s0 = nn::transformer_encoder_layer_step<"layers.0", Hh, FF>(x0, k0, v0, mask);
+constexpr auto s1 = nn::transformer_encoder_layer_step<"layers.1", Hh, FF, nn::transformer_options{.norm_first = true}>(
+    s0.y, k1, v1, mask);
+constexpr auto step_logits = nn::linear<"head", V>(s1.y);  // [B, V]
+}  // namespace kv
+
+TEST_CASE("nn::transformer_encoder_layer_step over a cg::kv_cache equals the causal layers", "[transformer]") {
+  using namespace kv;
+  auto full = cg::compile(logits);
+  auto step = cg::compile(step_logits, s0.k, s0.v, s1.k, s1.v);
+  auto params = cg::parameters_of(full);
+  cg::init(params, 11);
+  std::vector<int> idv(S * B);
+  for (int i = 0; i < S * B; ++i) idv[i] = (7 * i + 3) % V;
+  const auto f = full.run(params, cg::feed<"ids">(idv));
+  cg::kv_cache cache(layers, S, B, E);
+  std::vector<int> tv(B), pv(B);
+  for (int p = 0; p < S; ++p) {
+    for (int b = 0; b < B; ++b) tv[b] = idv[p * B + b], pv[b] = p;
+    auto o = step.run(params, cg::feed<"tok">(tv), cg::feed<"at">(pv), cg::feed<"mask">(cache.mask()),
+                      cg::feed<"k0">(cache.keys(0)), cg::feed<"v0">(cache.values(0)), cg::feed<"k1">(cache.keys(1)),
+                      cg::feed<"v1">(cache.values(1)));
+    for (int i = 0; i < B * V; ++i) {
+      INFO("position " << p << ", element " << i);
+      REQUIRE(o[step_logits].data()[i] == Approx(f[logits].data()[p * B * V + i]).margin(2e-5));
+    }
+    cache.append(0, o[s0.k].span(), o[s0.v].span());
+    cache.append(1, o[s1.k].span(), o[s1.v].span());
+    cache.advance();
+  }
+  // The step plans nothing of the whole sequence's size per head beyond the cache itself.
+  STATIC_REQUIRE(decltype(step)::arena_bytes() < 4 * 4L * (S + 1) * B * E * layers + 64 * 1024);
+}

@@ -86,6 +86,14 @@ constexpr auto memory_options(O o) {
   else
     return std::tuple<>{};
 }
+// nn::multihead_attention's params.
+template <fixed_string Name, class T, int E>
+struct attention_params {
+  static constexpr auto W = init_param<param_name<Name, "in_proj_weight">(), T, init_rule{}, 3 * E, E>;
+  static constexpr auto b = init_param<param_name<Name, "in_proj_bias">(), T, init_rule::zeros(), 3 * E>;
+  static constexpr auto Wo = init_param<param_name<Name, "out_proj.weight">(), T, init_rule::uniform(E), E, E>;
+  static constexpr auto bo = init_param<param_name<Name, "out_proj.bias">(), T, init_rule::zeros(), E>;
+};
 // x W^T + b with W and b a row block [Begin, Begin + E) of a packed [3E, E] weight and [3E] bias.
 template <int Begin, int E, class X, class W, class Bv>
 constexpr auto projection(X x, W w, Bv b) {
@@ -107,14 +115,10 @@ constexpr auto multihead_attention(Q q, K k, V v, O... options) {
   if constexpr (qs.rank != 3 || ks.rank != 3 || !(ks == vs) || ks.d[1] != qs.d[1] || ks.d[2] != E || E % H != 0) {
     transformer_shape_mismatch(name<Name>{}, dims_of<qs>(), dims_of<ks>(), dims_of<vs>());
   } else {
-    using T = value_of<Q>;
-    constexpr auto W = init_param<detail::param_name<Name, "in_proj_weight">(), T, init_rule{}, 3 * E, E>;
-    constexpr auto b = init_param<detail::param_name<Name, "in_proj_bias">(), T, init_rule::zeros(), 3 * E>;
-    constexpr auto Wo = init_param<detail::param_name<Name, "out_proj.weight">(), T, init_rule::uniform(E), E, E>;
-    constexpr auto bo = init_param<detail::param_name<Name, "out_proj.bias">(), T, init_rule::zeros(), E>;
-    auto o = ctgraph::attention(detail::projection<0, E>(q, W, b), detail::projection<E, E>(k, W, b),
-                                detail::projection<2 * E, E>(v, W, b), heads<H>, options...);
-    return matmul(o, transpose(Wo)) + bo;
+    using p = detail::attention_params<Name, value_of<Q>, E>;
+    auto o = ctgraph::attention(detail::projection<0, E>(q, p::W, p::b), detail::projection<E, E>(k, p::W, p::b),
+                                detail::projection<2 * E, E>(v, p::W, p::b), heads<H>, options...);
+    return matmul(o, transpose(p::Wo)) + p::bo;
   }
 }
 
@@ -208,6 +212,58 @@ constexpr auto transformer_decoder_layer(X x, M memory, O... options) {
     auto y = layer_norm<n1>(x + sa(x));
     auto z = layer_norm<n2>(y + ca(y));
     return layer_norm<n3>(z + ff(z));
+  }
+}
+
+/// One position of nn::transformer_encoder_layer_step: the layer's output there and the keys and values it adds
+/// to the layer's cache.
+template <class Y, class K, class V>
+struct layer_step {
+  Y y;  ///< [B, E]
+  K k;  ///< [B, E]: this position's projected keys (heads side by side, as cached)
+  V v;  ///< [B, E]: its projected values
+};
+
+/// nn::transformer_encoder_layer_step<"layers.0", H, FF[, options]>(x, k_cache, v_cache, mask): one position of a
+/// causal nn::transformer_encoder_layer (a decoder-only model's layer) for incremental decoding, the same params:
+/// x [B, E] the position's input, k_cache and v_cache [C, B, E] the projected keys and values of the positions
+/// before (cg::kv_cache::keys, values), mask [B, C + 1] which of them to attend and, last, the position itself
+/// (cg::kv_cache::mask). Its self-attention reads the C cached positions and the new one, so a position costs one
+/// position's projections however long the prefix. Returns .y [B, E], and .k, .v [B, E] for cg::kv_cache::append.
+/// An inference step: no dropout.
+template <fixed_string Name, int H, int FF, transformer_options Opt = transformer_options{}, expression X,
+          expression KC, expression VC, expression M>
+constexpr auto transformer_encoder_layer_step(X x, KC k_cache, VC v_cache, M mask) {
+  using detail::param_name;
+  constexpr shape xs = shape_of<X>, cs = shape_of<KC>;
+  constexpr int B = xs.d[0], E = xs.back(), C = cs.d[0];
+  if constexpr (xs.rank != 2 || cs.rank != 3 || !(shape_of<VC> == cs) || cs.d[1] != B || cs.d[2] != E ||
+                !(shape_of<M> == shape{2, {B, C + 1}}) || E % H != 0) {
+    transformer_shape_mismatch(name<Name>{}, dims_of<xs>(), dims_of<cs>(), dims_of<shape_of<M>>());
+  } else {
+    using p = detail::attention_params<param_name<Name, "self_attn">(), value_of<X>, E>;
+    // The self-attention of a row block [B, E]: q, k, v of the new position, attending over the cache and itself.
+    auto sa = [&](auto y) {
+      const auto y3 = reshape<1, B, E>(y);
+      const auto k = detail::projection<E, E>(y3, p::W, p::b);
+      const auto v = detail::projection<2 * E, E>(y3, p::W, p::b);
+      const auto o = ctgraph::attention(detail::projection<0, E>(y3, p::W, p::b), concat<0>(k_cache, k),
+                                        concat<0>(v_cache, v), heads<H>, mask);
+      return std::tuple{reshape<B, E>(matmul(o, transpose(p::Wo)) + p::bo), reshape<B, E>(k), reshape<B, E>(v)};
+    };
+    constexpr auto n1 = param_name<Name, "norm1">();
+    constexpr auto n2 = param_name<Name, "norm2">();
+    if constexpr (Opt.norm_first) {
+      const auto [a, k, v] = sa(layer_norm<n1>(x));
+      auto y = x + a;
+      auto out = y + detail::feed_forward<Name, FF, Opt>(layer_norm<n2>(y));
+      return layer_step<decltype(out), decltype(k), decltype(v)>{out, k, v};
+    } else {
+      const auto [a, k, v] = sa(x);
+      auto y = layer_norm<n1>(x + a);
+      auto out = layer_norm<n2>(y + detail::feed_forward<Name, FF, Opt>(y));
+      return layer_step<decltype(out), decltype(k), decltype(v)>{out, k, v};
+    }
   }
 }
 
