@@ -5,9 +5,10 @@
 //   g * mask, the same mask (it is a value of the forward graph, kept for the backward as torch keeps its own).
 // Dropout is active in training steps only: in a program that computes no gradient, compile() rewrites
 // x * dropout_mask into x (rewrite_dropout), so that an evaluation step applies none and needs no seed.
-// The seed is the input "ctgraph.seed" that run() binds to cg::seed(s) (include/ctgraph/step.hpp).
+// The seed is the input detail::seed_input_name (include/ctgraph/feed.hpp) that run() binds to cg::seed(s).
 #pragma once
 #include <cstdint>
+#include <ctgraph/feed.hpp>
 #include <vector>
 
 #include "elementwise.hpp"
@@ -15,7 +16,6 @@
 namespace ctgraph {
 
 namespace detail {
-inline constexpr fixed_string seed_input_name = "ctgraph.seed";
 // splitmix64's finaliser: a bijection of 64 bits whose outputs pass BigCrush as a counter's hash.
 constexpr std::uint64_t mix64(std::uint64_t z) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -86,7 +86,7 @@ constexpr auto dropout(X x) {
 }
 
 /// The rewrite (compile(), ops/all.hpp): in a program with no grad(), x * dropout_mask (either side) becomes x.
-constexpr int rewrite_dropout(builder& b, const builder& in, int n, const std::vector<int>& remap) {
+constexpr int rewrite_dropout(builder&, const builder& in, int n, const std::vector<int>& remap) {
   const node& m = in[n];
   if (m.op != &op_info_of<mul_op>) return -1;
   const int l = in.in(n, 0), r = in.in(n, 1);
@@ -94,7 +94,6 @@ constexpr int rewrite_dropout(builder& b, const builder& in, int n, const std::v
   if (right == left) return -1;
   for (int k = 0; k < in.size(); ++k)
     if (in[k].op->cls == op_class::grad) return -1;  // a training step: dropout applies
-  (void)b;
   return remap[right ? l : r];
 }
 

@@ -47,15 +47,13 @@ class non_finite_error : public std::runtime_error {
 namespace detail {
 template <class F>
 struct is_check_finite : std::is_same<F, check_finite_t> {};
-template <class F>
-struct is_seed : std::is_same<F, seed_t> {};
 // The name a run() argument feeds: nullptr for cg::check_finite, the seed input's for cg::seed.
 template <class F>
 constexpr const char* fed_name() {
   if constexpr (is_check_finite<F>::value)
     return nullptr;
   else if constexpr (is_seed<F>::value)
-    return "ctgraph.seed";
+    return seed_input_name.data;
   else
     return F::name.data;
 }

@@ -26,16 +26,23 @@ auto feed(const R& r) {
   return feed_ref<Name, T, decltype(s)::extent>{s.data(), s.size()};
 }
 
+namespace detail {
+// The input a step with dropout reads its seed from (ops/dropout.hpp), bound to cg::seed(s) by run().
+inline constexpr fixed_string seed_input_name = "ctgraph.seed";
+}  // namespace detail
 /// The type of cg::seed(s).
 struct seed_t {
-  std::uint64_t value;  ///< The seed.
-  int halves[2];        ///< Its low and high 32 bits: what the step's seed input reads.
+  int halves[2];  ///< The seed's low and high 32 bits: what the step's seed input reads.
 };
+namespace detail {
+template <class F>
+struct is_seed : std::is_same<F, seed_t> {};
+}  // namespace detail
 /// cg::seed(s), among the feeds of step.run: the seed of the run's dropout masks (a run is a function of its
 /// feeds and its seed; the same seed draws the same masks). A step with dropout in a training program needs
 /// one (its absence is a compile error); a step without ignores it, so an evaluation step may be given one.
 constexpr seed_t seed(std::uint64_t s) {
-  return {s, {static_cast<int>(static_cast<std::uint32_t>(s)), static_cast<int>(static_cast<std::uint32_t>(s >> 32))}};
+  return {{static_cast<int>(static_cast<std::uint32_t>(s)), static_cast<int>(static_cast<std::uint32_t>(s >> 32))}};
 }
 void step_applies_dropout_so_run_needs_cg_seed(auto) = delete;
 

@@ -111,7 +111,7 @@ class step {
     (
         [&] {
           constexpr int j = feed_for<I, Feeds...>();
-          if constexpr (j < 0 && str_eq(plan.inputs[I].name, "ctgraph.seed")) {
+          if constexpr (j < 0 && str_eq(plan.inputs[I].name, detail::seed_input_name.data)) {
             step_applies_dropout_so_run_needs_cg_seed(name<detail::name_of<plan.inputs[I].name>()>{});
           } else if constexpr (j < 0) {
             input_is_not_fed(name<detail::name_of<plan.inputs[I].name>()>{});

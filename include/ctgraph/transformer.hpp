@@ -143,10 +143,37 @@ template <fixed_string Name, int FF, transformer_options Opt, class X>
 constexpr auto feed_forward(X x) {
   constexpr int E = shape_of<X>.back();
   auto h = linear<param_name<Name, "linear1">(), FF>(x);
-  if constexpr (Opt.act == activation::relu)
-    return linear<param_name<Name, "linear2">(), E>(layer_dropout<Name, "dropout", Opt>(relu(h)));
+  auto a = [&] {
+    if constexpr (Opt.act == activation::relu)
+      return relu(h);
+    else
+      return gelu(h);
+  }();
+  return linear<param_name<Name, "linear2">(), E>(layer_dropout<Name, "dropout", Opt>(a));
+}
+// What a layer's self-attention reads: norm1(x) pre-norm, x post-norm.
+template <fixed_string Name, transformer_options Opt, class X>
+constexpr auto attention_input(X x) {
+  if constexpr (Opt.norm_first)
+    return layer_norm<param_name<Name, "norm1">()>(x);
   else
-    return linear<param_name<Name, "linear2">(), E>(layer_dropout<Name, "dropout", Opt>(gelu(h)));
+    return x;
+}
+// torch.nn.TransformerEncoderLayer's block around its self-attention sa (y -> y's shape), dropout and norms:
+//   post-norm: x = norm1(x + sa(x)); x = norm2(x + ff(x));  norm_first: x = x + sa(norm1(x)); x = x + ff(norm2(x))
+template <fixed_string Name, int FF, transformer_options Opt, class X, class SA>
+constexpr auto encoder_block(X x, SA sa) {
+  const auto a = layer_dropout<Name, "dropout1", Opt>(sa(attention_input<Name, Opt>(x)));
+  auto ff = [](auto y) { return layer_dropout<Name, "dropout2", Opt>(feed_forward<Name, FF, Opt>(y)); };
+  constexpr auto n1 = param_name<Name, "norm1">();
+  constexpr auto n2 = param_name<Name, "norm2">();
+  if constexpr (Opt.norm_first) {
+    auto y = x + a;
+    return y + ff(layer_norm<n2>(y));
+  } else {
+    auto y = layer_norm<n1>(x + a);
+    return layer_norm<n2>(y + ff(y));
+  }
 }
 }  // namespace detail
 
@@ -158,21 +185,8 @@ constexpr auto feed_forward(X x) {
 /// linear2.weight [E, FF], linear2.bias, norm1.*, norm2.* (nn::layer_norm).
 template <fixed_string Name, int H, int FF, transformer_options Opt = transformer_options{}, expression X, class... O>
 constexpr auto transformer_encoder_layer(X x, O... options) {
-  using detail::param_name;
-  auto sa = [&](auto y) {
-    return detail::layer_dropout<Name, "dropout1", Opt>(
-        multihead_attention<param_name<Name, "self_attn">(), H>(y, y, y, options...));
-  };
-  auto ff = [](auto y) { return detail::layer_dropout<Name, "dropout2", Opt>(detail::feed_forward<Name, FF, Opt>(y)); };
-  constexpr auto n1 = param_name<Name, "norm1">();
-  constexpr auto n2 = param_name<Name, "norm2">();
-  if constexpr (Opt.norm_first) {
-    auto y = x + sa(layer_norm<n1>(x));
-    return y + ff(layer_norm<n2>(y));
-  } else {
-    auto y = layer_norm<n1>(x + sa(x));
-    return layer_norm<n2>(y + ff(y));
-  }
+  return detail::encoder_block<Name, FF, Opt>(
+      x, [&](auto y) { return multihead_attention<detail::param_name<Name, "self_attn">(), H>(y, y, y, options...); });
 }
 
 /// nn::transformer_decoder_layer<"layers.0", H, FF[, options]>(x, memory, [cg::causal][, key_mask]
@@ -242,28 +256,20 @@ constexpr auto transformer_encoder_layer_step(X x, KC k_cache, VC v_cache, M mas
     transformer_shape_mismatch(name<Name>{}, dims_of<xs>(), dims_of<cs>(), dims_of<shape_of<M>>());
   } else {
     using p = detail::attention_params<param_name<Name, "self_attn">(), value_of<X>, E>;
-    // The self-attention of a row block [B, E]: q, k, v of the new position, attending over the cache and itself.
+    // The self-attention of the new position's row block y [B, E] over the cache and itself.
     auto sa = [&](auto y) {
       const auto y3 = reshape<1, B, E>(y);
-      const auto k = detail::projection<E, E>(y3, p::W, p::b);
-      const auto v = detail::projection<2 * E, E>(y3, p::W, p::b);
-      const auto o = ctgraph::attention(detail::projection<0, E>(y3, p::W, p::b), concat<0>(k_cache, k),
-                                        concat<0>(v_cache, v), heads<H>, mask);
-      return std::tuple{reshape<B, E>(matmul(o, transpose(p::Wo)) + p::bo), reshape<B, E>(k), reshape<B, E>(v)};
+      const auto o = ctgraph::attention(
+          detail::projection<0, E>(y3, p::W, p::b), concat<0>(k_cache, detail::projection<E, E>(y3, p::W, p::b)),
+          concat<0>(v_cache, detail::projection<2 * E, E>(y3, p::W, p::b)), heads<H>, mask);
+      return reshape<B, E>(matmul(o, transpose(p::Wo)) + p::bo);
     };
-    constexpr auto n1 = param_name<Name, "norm1">();
-    constexpr auto n2 = param_name<Name, "norm2">();
-    if constexpr (Opt.norm_first) {
-      const auto [a, k, v] = sa(layer_norm<n1>(x));
-      auto y = x + a;
-      auto out = y + detail::feed_forward<Name, FF, Opt>(layer_norm<n2>(y));
-      return layer_step<decltype(out), decltype(k), decltype(v)>{out, k, v};
-    } else {
-      const auto [a, k, v] = sa(x);
-      auto y = layer_norm<n1>(x + a);
-      auto out = layer_norm<n2>(y + detail::feed_forward<Name, FF, Opt>(y));
-      return layer_step<decltype(out), decltype(k), decltype(v)>{out, k, v};
-    }
+    // The k and v that sa projects (the same nodes: structurally equal nodes are one), for the cache.
+    const auto in = reshape<1, B, E>(detail::attention_input<Name, Opt>(x));
+    const auto k = reshape<B, E>(detail::projection<E, E>(in, p::W, p::b));
+    const auto v = reshape<B, E>(detail::projection<2 * E, E>(in, p::W, p::b));
+    const auto out = detail::encoder_block<Name, FF, Opt>(x, sa);
+    return layer_step<decltype(out), decltype(k), decltype(v)>{out, k, v};
   }
 }
 
