@@ -270,6 +270,7 @@ TEST_CASE("kv_cache: slots fill in order, the mask follows, errors say what is w
   CHECK(c.keys(0)[0] == c.keys(0)[width]);  // row 0 now holds row 1's past
   CHECK(c.keys(0)[width] == float(width));  // position 0, row 1
   CHECK_THROWS_WITH(c.reorder(std::vector<int>{0, 2}), Catch::Contains("row 2 outside"));
+  CHECK_THROWS_WITH(c.reorder(std::vector<int>{0}), Catch::Contains("1 parents for 2 rows"));
   c.clear();
   CHECK(mask() == std::vector<float>{0, 0, 0, 1, 0, 0, 0, 1});
   c.append(0, k, v);
