@@ -87,11 +87,16 @@ inline double clip_coefficient(double norm, double max_norm) {
   return c < 1 ? c : 1;
 }
 
-// Optimizer state laid out like the parameter set: one T per param element.
+// Optimizer state laid out like the parameter set: one T per param element, or none (an option's state
+// that is off). Not std::optional: g++ 12 falsely warns that an optional's unique_ptr may be uninitialized.
+struct no_state_t {};
+inline constexpr no_state_t no_state{};
 template <class P>
 class state_buffer {
  public:
   state_buffer() : data_(allocate(static_cast<std::size_t>(parameters<P>::total_bytes()))) {}
+  explicit state_buffer(no_state_t) {}
+  explicit operator bool() const { return data_ != nullptr; }
   template <class T>
   T* at(std::size_t k) {
     return reinterpret_cast<T*>(data_.get() + parameters<P>::offset(k));
@@ -171,7 +176,7 @@ class sgd {
     detail::check_nonnegative("sgd", "weight_decay", o_.weight_decay);
     if (o_.nesterov && (o_.momentum <= 0 || o_.dampening != 0))
       throw std::invalid_argument("ctgraph: sgd: Nesterov momentum requires a momentum and zero dampening");
-    if (o_.momentum != 0) buf_.emplace();
+    if (o_.momentum != 0) buf_ = detail::state_buffer<P>();
   }
 
   /// Updates every param of `params` whose gradient `out` holds; allocates nothing.
@@ -186,7 +191,7 @@ class sgd {
     detail::for_each_grad(params, out, [&]<class T>(std::size_t k, T* p, const T* g, std::size_t n) {
       const T c = static_cast<T>(coef), lr = static_cast<T>(o_.lr), wd = static_cast<T>(o_.weight_decay);
       const T mom = static_cast<T>(o_.momentum), damp = static_cast<T>(1 - o_.dampening);
-      T* b = buf_ ? buf_->template at<T>(k) : nullptr;
+      T* b = buf_ ? buf_.template at<T>(k) : nullptr;
       const bool first = started_[k] == 0;
       for (std::size_t i = 0; i < n; ++i) {
         T d = coef != 1 ? g[i] * c : g[i];
@@ -234,14 +239,14 @@ class sgd {
     if (!self.buf_) return;
     for (std::size_t k = 0; k < parameters<P>::count; ++k) {
       f(detail::state_name<P>(k, "momentum_buffer"), parameters<P>::entries[k].type, detail::param_dims<P>(k),
-        static_cast<ptr>(self.buf_->raw(k)));
+        static_cast<ptr>(self.buf_.raw(k)));
       f(detail::state_name<P>(k, "has_momentum_buffer"), dtype::i32, std::span<const int>(),
         static_cast<ptr>(&self.started_[k]));
     }
   }
 
   sgd_options o_;
-  std::optional<detail::state_buffer<P>> buf_;
+  detail::state_buffer<P> buf_{detail::no_state};
   std::array<int, parameters<P>::count + 1> started_{};  // int, not bool: saved as I32
 };
 
@@ -275,7 +280,7 @@ class adam_impl {
     check_beta(who, "beta parameter at index 0", o_.betas[0]);
     check_beta(who, "beta parameter at index 1", o_.betas[1]);
     check_nonnegative(who, "weight_decay", o_.weight_decay);
-    if (o_.amsgrad) max_v_.emplace();
+    if (o_.amsgrad) max_v_ = state_buffer<P>();
   }
 
   template <class Step>
@@ -297,7 +302,7 @@ class adam_impl {
       s.step_size = static_cast<T>(o_.lr / bc1), s.bc2_sqrt = static_cast<T>(std::sqrt(bc2));
       s.eps = static_cast<T>(o_.eps);
       kernels::adam_update(s, n, p, g, m_.template at<T>(k), v_.template at<T>(k),
-                           max_v_ ? max_v_->template at<T>(k) : nullptr);
+                           max_v_ ? max_v_.template at<T>(k) : nullptr);
     });
     return norm;
   }
@@ -311,7 +316,7 @@ class adam_impl {
       f(state_name<P>(k, "step"), dtype::f64, std::span<const int>(), static_cast<ptr>(&self.steps_[k]));
       f(state_name<P>(k, "exp_avg"), t, dims, static_cast<ptr>(self.m_.raw(k)));
       f(state_name<P>(k, "exp_avg_sq"), t, dims, static_cast<ptr>(self.v_.raw(k)));
-      if (self.max_v_) f(state_name<P>(k, "max_exp_avg_sq"), t, dims, static_cast<ptr>(self.max_v_->raw(k)));
+      if (self.max_v_) f(state_name<P>(k, "max_exp_avg_sq"), t, dims, static_cast<ptr>(self.max_v_.raw(k)));
     }
   }
 
@@ -319,7 +324,7 @@ class adam_impl {
 
  private:
   state_buffer<P> m_, v_;
-  std::optional<state_buffer<P>> max_v_;
+  state_buffer<P> max_v_{no_state};
   // Steps taken per param, a double as PyTorch's "step" tensor (exact up to 2^53).
   std::array<double, parameters<P>::count + 1> steps_{};
 };
