@@ -13,10 +13,12 @@ std::optional<int> parse_flags(int argc, char** argv, addition_flags& f) {
       ->capture_default_str();
   app.add_option("--steps", f.steps,
                  "Training steps in all (batches of 64 sums); the learning rate decays until then (0: 500 per digit "
-                 "of --digits)")
+                 "of --digits, 4000 for --digits 5)")
       ->check(CLI::Range(0, 100'000'000))
       ->capture_default_str();
-  app.add_option("--lr", f.lr, "Adam's peak learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--lr", f.lr, "Adam's peak learning rate (0: 1e-3, or 5e-4 for --digits 5)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--seed", f.seed, "Seeds the training sums and the initial params")->capture_default_str();
   app.add_option("--out", f.out, "Folder for loss.csv, loss.svg and model.safetensors")->capture_default_str();
   app.add_option("--eval-every", f.eval_every, "Score the held-out sums every K steps (one row of loss.csv each)")
