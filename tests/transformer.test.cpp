@@ -5,7 +5,8 @@
 //     against torch (hidden cases [torch_parity], run by CTest with CTGRAPH_NN_REFERENCE naming where
 //     tests/torch/transformer_reference.py wrote them): outputs and the gradients of every param and input,
 //     1e-9 in double and 1e-4 in float (the float graph runs the fused attention kernels);
-//   - the layers' params under torch's names and shapes.
+//   - the layers' params under torch's names and shapes;
+//   - nn::multihead_attention_weights (torch's head-averaged weights) against a hand computation.
 #include <cmath>
 #include <vector>
 
@@ -112,6 +113,61 @@ void all_cases() {
 
 TEST_CASE("transformer layers match torch in double", "[.][torch_parity]") { all_cases<double>(); }
 TEST_CASE("transformer layers match torch in float", "[.][torch_parity]") { all_cases<float>(); }
+
+TEST_CASE("nn::multihead_attention_weights: torch's head-averaged weights, by hand", "[transformer]") {
+  constexpr int L = 3, B = 2, S = 5, E = 8, H = 2, d = E / H;
+  constexpr auto q = cg::input<"q", double, L, B, E>;
+  constexpr auto k = cg::input<"k", double, S, B, E>;
+  constexpr auto len = cg::input<"len", int, B>;
+  constexpr auto mask = cg::permute<1, 0>(cg::reshape<S, B>(cg::sequence_mask<S, double>(len)));  // [B, S]
+  constexpr auto w = nn::multihead_attention_weights<"attn", H>(q, k);
+  constexpr auto wm = nn::multihead_attention_weights<"attn", H>(q, k, mask);
+  STATIC_REQUIRE(cg::shape_of<decltype(wm)> == cg::make_shape<B, L, S>());
+  auto step = cg::compile(w, wm);
+  auto params = cg::parameters_of(step);
+  STATIC_REQUIRE(decltype(params)::count == 2);  // attn.in_proj_weight and in_proj_bias only
+  double* W = params.get<"attn.in_proj_weight">().data();
+  double* bias = params.get<"attn.in_proj_bias">().data();
+  for (int i = 0; i < 3 * E * E; ++i) W[i] = 0.4 * std::sin(0.7 * i + 0.3);
+  for (int i = 0; i < 3 * E; ++i) bias[i] = 0.2 * std::cos(1.1 * i);
+  std::vector<double> qv(L * B * E), kv(S * B * E);
+  for (int i = 0; i < L * B * E; ++i) qv[i] = std::sin(0.9 * i) + 0.1 * (i % 3);
+  for (int i = 0; i < S * B * E; ++i) kv[i] = std::cos(0.5 * i) - 0.2 * (i % 4);
+  const std::vector<int> lens = {S, 2};
+  auto out = step.run(params, cg::feed<"q">(qv), cg::feed<"k">(kv), cg::feed<"len">(lens));
+  // By hand: project (rows [0, E) of W and b for q, [E, 2E) for k), score each head, softmax, average.
+  auto project = [&](const std::vector<double>& x, int pos, int b, int block, int j) {
+    double s = bias[block * E + j];
+    for (int i = 0; i < E; ++i) s += x[(pos * B + b) * E + i] * W[(block * E + j) * E + i];
+    return s;
+  };
+  for (int masked = 0; masked < 2; ++masked)
+    for (int b = 0; b < B; ++b)
+      for (int l = 0; l < L; ++l) {
+        const int keys = masked ? lens[b] : S;
+        std::vector<double> avg(S, 0.0);
+        for (int h = 0; h < H; ++h) {
+          std::vector<double> sc(keys);
+          double top = -1e300, total = 0;
+          for (int j = 0; j < keys; ++j) {
+            sc[j] = 0;
+            for (int f = h * d; f < (h + 1) * d; ++f) sc[j] += project(qv, l, b, 0, f) * project(kv, j, b, 1, f);
+            sc[j] /= std::sqrt(double(d));
+            top = std::max(top, sc[j]);
+          }
+          for (int j = 0; j < keys; ++j) total += std::exp(sc[j] - top);
+          for (int j = 0; j < keys; ++j) avg[j] += std::exp(sc[j] - top) / total / H;
+        }
+        const auto got = masked ? out[wm] : out[w];
+        for (int j = 0; j < S; ++j) {
+          INFO("masked " << masked << ", b " << b << ", l " << l << ", key " << j);
+          if (j >= keys)
+            CHECK(got(b, l, j) == 0.0);  // a padded key: exactly 0
+          else
+            CHECK(got(b, l, j) == Approx(avg[j]).margin(1e-12));
+        }
+      }
+}
 
 TEST_CASE("position tables and weight tying", "[transformer]") {
   constexpr int S = 6, E = 8, V = 5, Bt = 2;

@@ -6,12 +6,17 @@
 std::optional<int> parse_flags(int argc, char** argv, translate_flags& f, int max_beam) {
   CLI::App app{
       "Translates dates as people write them (\"Thu 5 Nov 2026\", \"05/11/2026\", ...) into ISO 8601 "
-      "(2026-11-05): an LSTM encoder-decoder with Bahdanau attention, ctgraph's flagship example. By default it "
-      "trains on generated dates and writes OUT/loss.csv, loss.svg, attention.svg and model.safetensors; with "
-      "--translate it reads dates from stdin instead."};
-  app.add_option("--steps", f.steps, "Training steps in all (batches of 64 dates); the learning rate decays until then")
-      ->check(CLI::Range(1, 100'000'000))
-      ->capture_default_str();
+      "(2026-11-05): an LSTM encoder-decoder with Bahdanau attention, ctgraph's flagship example, or a transformer "
+      "encoder-decoder (--model transformer). By default it trains on generated dates and writes OUT/loss.csv, "
+      "loss.svg, attention.svg and model.safetensors; with --translate it reads dates from stdin instead."};
+  app.add_option("--model", f.model,
+                 "The model to train: lstm (the default) or transformer; --translate and --resume take it from the "
+                 "checkpoint, and a --model that differs is an error")
+      ->check(CLI::IsMember({"lstm", "transformer"}));
+  app.add_option("--steps", f.steps,
+                 "Training steps in all (batches of 64 dates); the learning rate decays until then (default: 2000 "
+                 "with --model lstm, 600 with --model transformer)")
+      ->check(CLI::Range(1, 100'000'000));
   app.add_option("--stop-after", f.stop_after,
                  "Stop after this step, saving OUT/model.safetensors, to continue with --resume (0: run to --steps)")
       ->check(CLI::Range(0, 100'000'000));

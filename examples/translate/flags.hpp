@@ -6,8 +6,9 @@
 #include <string>
 
 struct translate_flags {
+  std::string model;  // lstm or transformer; empty: the checkpoint's with --translate or --resume, else lstm
   // Training.
-  int steps = 2000;                   // training steps in all: the learning rate's schedule ends there
+  int steps = 0;                      // training steps in all, the schedule's end (0: the model's, 2000 or 600)
   int stop_after = 0;                 // stop after this step, with a checkpoint, to --resume later (0: at --steps)
   double lr = 3e-3;                   // Adam's peak learning rate (cosine schedule after a warm-up)
   std::uint64_t seed = 1;             // seeds the data and the initial params

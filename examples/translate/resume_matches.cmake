@@ -2,7 +2,8 @@
 # run of not stopping, bit for bit: the same loss.csv and the same final model.safetensors (params
 # and Adam's state). The resumed run here starts from a checkpoint older than the rows its folder's
 # loss.csv already has (a run killed after writing them): those rows go, and come back the same.
-#   cmake -DTRANSLATE=<translate executable> -DDIR=<scratch folder> -P resume_matches.cmake
+# -DMODEL=<lstm|transformer> trains that model (the default: --model's, lstm).
+#   cmake -DTRANSLATE=<translate executable> -DDIR=<scratch folder> [-DMODEL=<model>] -P resume_matches.cmake
 foreach(v TRANSLATE DIR)
   if(NOT DEFINED ${v})
     message(FATAL_ERROR "resume_matches.cmake: -D${v}=... is required")
@@ -10,6 +11,9 @@ foreach(v TRANSLATE DIR)
 endforeach()
 file(REMOVE_RECURSE ${DIR}/straight ${DIR}/resumed)
 set(common --seed 4 --steps 60 --eval-every 20 --heldout 64 --min-accuracy 0)
+if(DEFINED MODEL)
+  list(APPEND common --model ${MODEL})
+endif()
 
 function(run)
   execute_process(COMMAND ${TRANSLATE} ${common} ${ARGN} RESULT_VARIABLE code OUTPUT_VARIABLE out ERROR_VARIABLE err)

@@ -1,8 +1,10 @@
 # ctest example_translate_lines: --translate prints exactly one line for each input line, the ISO
 # date or "error: ..." saying what is wrong with that line, and goes on after a bad one; greedy
 # decoding and beam search agree on a trained model's easy inputs; a bad checkpoint is an error
-# that names it.
-#   cmake -DTRANSLATE=<translate executable> -DCHECKPOINT=<a trained model.safetensors> -DDIR=<scratch> -P translate_lines.cmake
+# that names it. With -DMODEL=lstm|transformer (the checkpoint's model), --model naming the other one is
+# an error too.
+#   cmake -DTRANSLATE=<translate executable> -DCHECKPOINT=<a trained model.safetensors> -DDIR=<scratch>
+#         [-DMODEL=<its model>] -P translate_lines.cmake
 cmake_policy(SET CMP0007 NEW)  # empty lines are list elements too
 foreach(v TRANSLATE CHECKPOINT DIR)
   if(NOT DEFINED ${v})
@@ -87,4 +89,19 @@ execute_process(COMMAND ${TRANSLATE} --translate --checkpoint ${DIR}/corrupt.saf
                 RESULT_VARIABLE code OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT code EQUAL 2 OR NOT out STREQUAL "" OR NOT err MATCHES "translate: --checkpoint: .*corrupt.safetensors")
   message(FATAL_ERROR "a corrupt checkpoint gave exit code ${code}, stdout \"${out}\", stderr \"${err}\"")
+endif()
+
+# --model naming another model than the checkpoint's: an error naming both, exit code 2, nothing on stdout.
+if(DEFINED MODEL)
+  if(MODEL STREQUAL "lstm")
+    set(other transformer)
+  else()
+    set(other lstm)
+  endif()
+  execute_process(COMMAND ${TRANSLATE} --translate --model ${other} --checkpoint ${CHECKPOINT}
+                  INPUT_FILE ${DIR}/easy.txt RESULT_VARIABLE code OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT code EQUAL 2 OR NOT out STREQUAL "" OR NOT err MATCHES "--model ${other}, but .* holds a ${MODEL} model")
+    message(FATAL_ERROR "--model ${other} with a ${MODEL} checkpoint gave exit code ${code}, stdout \"${out}\", "
+                        "stderr \"${err}\"")
+  endif()
 endif()

@@ -1,6 +1,7 @@
 // <ctgraph/transformer.hpp>: transformer layers under PyTorch's names and semantics, part of <ctgraph/nn.hpp>.
 //   nn::layer_norm<"norm">(x)                                       torch.nn.LayerNorm(E) over the last axis
 //   nn::multihead_attention<"attn", H>(q, k, v[, cg::causal][, key_mask])   torch.nn.MultiheadAttention
+//   nn::multihead_attention_weights<"attn", H>(q, k[, key_mask])   its head-averaged weights [B, L, S], unfused
 //   nn::transformer_encoder_layer<"layers.0", H, FF>(x[, cg::causal][, key_mask])
 //   nn::transformer_decoder_layer<"layers.0", H, FF>(x, memory[, cg::causal][, key_mask]
 //                                                    [, nn::memory_key_mask(m)])
@@ -10,9 +11,10 @@
 // element type, 1 at keys to attend and 0 at padded ones: the complement of torch's key_padding_mask (True at
 // padded keys). cg::causal is torch's square subsequent mask (is_causal=True). Attention runs on the fused
 // node (cg::attention): the heads are read where the projections wrote them, no Lq x Lk buffer is planned,
-// and torch's averaged attention weights are not returned. Dropout (transformer_options::dropout, 0 by default
-// where torch's is 0.1) applies where torch's layers apply theirs, named as torch names them (dropout1, ...),
-// except on the attention weights, which the fused kernels do not drop.
+// and torch's averaged attention weights are not returned (nn::multihead_attention_weights computes them,
+// unfused). Dropout (transformer_options::dropout, 0 by default where torch's is 0.1) applies where torch's
+// layers apply theirs, named as torch names them (dropout1, ...), except on the attention weights, which the
+// fused kernels do not drop.
 #pragma once
 #include "nn.hpp"
 
@@ -119,6 +121,44 @@ constexpr auto multihead_attention(Q q, K k, V v, O... options) {
     auto o = ctgraph::attention(detail::projection<0, E>(q, p::W, p::b), detail::projection<E, E>(k, p::W, p::b),
                                 detail::projection<2 * E, E>(v, p::W, p::b), heads<H>, options...);
     return matmul(o, transpose(p::Wo)) + p::bo;
+  }
+}
+
+namespace detail {
+// 1 / sqrt(n), at compile time (Newton's iteration for sqrt(n), from n).
+constexpr double inverse_sqrt(int n) {
+  double r = n;
+  for (int i = 0; i < 64; ++i) r = 0.5 * (r + n / r);
+  return 1 / r;
+}
+}  // namespace detail
+
+/// nn::multihead_attention_weights<"attn", H>(q, k[, key_mask]): the attention weights of
+/// nn::multihead_attention<"attn", H>(q, k, v[, key_mask]) averaged over its H heads, what
+/// torch.nn.MultiheadAttention returns beside its output with need_weights=True (average_attn_weights=True):
+/// q [L, B, E], k [S, B, E] -> [B, L, S], the mean over the heads h of softmax(q_h k_h^T / sqrt(E / H)), q_h and
+/// k_h the heads of q W_q^T and k W_k^T plus their biases. Each row sums to 1; a key mask [B, S] (1: attend, 0:
+/// padded) gives padded keys weight 0. The params are the layer's own (attn.in_proj_weight and in_proj_bias),
+/// so a trained layer's weights are read. Written unfused (matmuls and a softmax), so a program plans the
+/// [B, H, L, S] scores: for looking into a model (a heatmap), not for training it.
+template <fixed_string Name, int H, expression Q, expression K, class... M>
+constexpr auto multihead_attention_weights(Q q, K k, M... key_mask) {
+  detail::require_floating<Q>();
+  static_assert(sizeof...(M) <= 1, "ctgraph: multihead_attention_weights(q, k[, key_mask]): one key mask at most");
+  constexpr shape qs = shape_of<Q>, ks = shape_of<K>;
+  constexpr int E = qs.back();
+  constexpr bool mask_fits = ((shape_of<M> == shape{2, {qs.d[1], ks.d[0]}}) && ... && true);
+  if constexpr (qs.rank != 3 || ks.rank != 3 || ks.d[1] != qs.d[1] || ks.d[2] != E || E % H != 0 || !mask_fits) {
+    transformer_shape_mismatch(name<Name>{}, dims_of<qs>(), dims_of<ks>(), dims_of<ks>());
+  } else {
+    constexpr int L = qs.d[0], B = qs.d[1], S = ks.d[0], d = E / H;
+    using p = detail::attention_params<Name, value_of<Q>, E>;
+    // The heads, heads-major: [B, H, L, d] and [B, H, S, d].
+    const auto qh = permute<1, 2, 0, 3>(reshape<L, B, H, d>(detail::projection<0, E>(q, p::W, p::b)));
+    const auto kh = permute<1, 2, 0, 3>(reshape<S, B, H, d>(detail::projection<E, E>(k, p::W, p::b)));
+    const auto scores = matmul(qh, transpose(kh)) * constant<scalar_value(detail::inverse_sqrt(d))>;
+    // A padded key's score falls by 1e30: its weight is exactly 0 (torch adds -inf).
+    return mean<1>(softmax((scores + ... + reshape<B, 1, 1, S>((key_mask - constant<1>)*constant<1e30>))));
   }
 }
 
