@@ -227,7 +227,7 @@ int train(const addition_flags& flags) {
                       svg);
   if (!plotted) fmt::print("note: {}\n", plotted.message);
   fmt::print("wrote {}, {}, {}\n", csv.string(), svg.string(), checkpoint.string());
-  for (int k = 0; k < 5; ++k) {
+  for (std::size_t k = 0; k < std::min<std::size_t>(5, heldout.size()); ++k) {
     const auto w = model.run({sums::prompt(heldout[k], D)}, {.temperature = 0});
     const std::string s = sums::read_sum(w[0], D);
     fmt::print("  {:>{}}+{:<{}} = {:>{}}{}\n", heldout[k].a, D, heldout[k].b, D, s.empty() ? "?" : s, D + 1,

@@ -72,6 +72,10 @@ void plot_attention(Translator& tr, const std::vector<dates::example>& heldout, 
         inputs.push_back(dates::encode_source(heldout[k].text).ids);
         break;
       }
+  if (inputs.empty()) {  // --heldout too small to hold one of those formats
+    fmt::print("note: no attention plot: none of the {} held-out dates is in format 0, 3, 6 or 9\n", heldout.size());
+    return;
+  }
   const auto out = tr.run(inputs, 1, true);
   for (std::size_t i = 0; i < shown.size(); ++i) {
     const int n_in = static_cast<int>(inputs[i].size()), n_out = static_cast<int>(out[i].weights.size()) / S;
@@ -233,7 +237,7 @@ int run(const translate_flags& flags) {
   if (!plotted) fmt::print("note: {}\n", plotted.message);
   plot_attention(tr, heldout, heat, Model::attention_title);
   fmt::print("wrote {}, {}, {}, {}\n", csv.string(), svg.string(), heat.string(), checkpoint.string());
-  for (int k = 0; k < 5; ++k) {
+  for (std::size_t k = 0; k < std::min<std::size_t>(5, heldout.size()); ++k) {
     const auto t = tr.run({dates::encode_source(heldout[k].text).ids}, 1);
     fmt::print("  {:>30} -> {}\n", heldout[k].text,
                dates::decode_target(t[0].ids.data(), static_cast<int>(t[0].ids.size())));
