@@ -123,13 +123,27 @@ struct name {};
 /// Per-node attributes: small ints (axes, flags), a scalar value and a target shape.
 /// The scalar is held as its bit pattern so that attr_t stays a template argument
 /// clang 14 accepts (no floating-point template arguments there).
+/// The constructor stores every element of i, zeros included: g++ 12 compares two attr_t template
+/// arguments by their stored elements without their positions, so {4, 0, ...} built by a loop and
+/// {0, 4, ...} built by `a.i[1] = 4` on a value-initialised array were one argument, and the second
+/// read the first's attributes (an attention with heads<4> after a sequence_mask<4>).
 struct attr_t {
-  int i[max_rank] = {};
+  int i[max_rank];
   std::int64_t vbits = 0;
   shape s;
+  constexpr attr_t() : i{} {
+    for (int& x : i) x = 0;
+  }
   constexpr double value() const { return std::bit_cast<double>(vbits); }
   constexpr bool operator==(const attr_t&) const = default;
 };
+namespace detail {
+constexpr attr_t attr_bits(std::int64_t bits) {
+  attr_t a;
+  a.vbits = bits;
+  return a;
+}
+}  // namespace detail
 constexpr attr_t attr_value(double v) {
   attr_t a;
   a.vbits = std::bit_cast<std::int64_t>(v);

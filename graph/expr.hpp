@@ -311,7 +311,7 @@ template <dtype T, std::int64_t Bits>
 struct const_expr {
   using value_type = detail::value_type_t<T>;
   static constexpr node_desc desc =
-      detail::finish({&constant_info, T, shape{}, attr_t{{}, Bits, {}}, 0, nullptr, nullptr, 0});
+      detail::finish({&constant_info, T, shape{}, detail::attr_bits(Bits), 0, nullptr, nullptr, 0});
 };
 
 template <class C>
