@@ -19,7 +19,10 @@ std::optional<int> parse_flags(int argc, char** argv, addition_flags& f) {
   app.add_option("--lr", f.lr, "Adam's peak learning rate (0: 1e-3, or 5e-4 for --digits 5)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  app.add_option("--seed", f.seed, "Seeds the training sums and the initial params")->capture_default_str();
+  app.add_option(
+         "--seed", f.seed,
+         "Seeds the training sums and the initial params; with --sample, the draws (line n draws with seed + n)")
+      ->capture_default_str();
   app.add_option("--out", f.out, "Folder for loss.csv, loss.svg and model.safetensors")->capture_default_str();
   app.add_option("--eval-every", f.eval_every, "Score the held-out sums every K steps (one row of loss.csv each)")
       ->check(CLI::Range(1, 100'000'000))

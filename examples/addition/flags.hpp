@@ -10,7 +10,7 @@ struct addition_flags {
   int digits = 3;          // operands of at most this many digits (2 to 5)
   int steps = 0;           // training steps in all (0: the default of --digits)
   double lr = 0;           // Adam's peak learning rate, cosine schedule after a warm-up (0: the default of --digits)
-  std::uint64_t seed = 1;  // seeds the problems and the initial params
+  std::uint64_t seed = 1;  // seeds the problems and the initial params (with --sample: the draws)
   std::string out = "addition-out";  // folder for loss.csv, loss.svg, model.safetensors
   int eval_every = 250;              // score the held-out problems every K steps (a row of loss.csv)
   int heldout = 2000;                // held-out problems scored (exact match, greedy)
