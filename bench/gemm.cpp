@@ -79,6 +79,14 @@ int main(int argc, char** argv) {
           gemm_shape{32, 1024, 256}, gemm_shape{32, 1024, 256, false, true}, gemm_shape{64, 64, 64},
           gemm_shape{64, 64, 64, false, true}, gemm_shape{64, 64, 64, true, false}})
       add_shape<float>("sgemm layer shapes (M x N x K)", s, threads);
+    // issue 13's tlm step (S x B = 2048 rows, E 128, FF 512, 3E 384, V 64): the forward's x W^T (NT), the
+    // input gradients dY W (NN), the weight gradients dY^T x (TN)
+    for (gemm_shape s : {gemm_shape{2048, 384, 128, false, true}, gemm_shape{2048, 512, 128, false, true},
+                         gemm_shape{2048, 128, 512, false, true}, gemm_shape{2048, 128, 128, false, true},
+                         gemm_shape{2048, 64, 128, false, true}, gemm_shape{2048, 128, 384}, gemm_shape{2048, 128, 512},
+                         gemm_shape{2048, 512, 128}, gemm_shape{384, 128, 2048, true, false},
+                         gemm_shape{512, 128, 2048, true, false}, gemm_shape{128, 512, 2048, true, false}})
+      add_shape<float>("sgemm tlm shapes (M x N x K)", s, threads);
     for (gemm_shape s : {gemm_shape{512, 512, 512, true, false}, gemm_shape{512, 512, 512, false, true},
                          gemm_shape{512, 512, 512, true, true}})
       add_shape<float>("sgemm transposed", s, threads);
