@@ -1,5 +1,6 @@
 // bench/attention.cpp: fused attention (forward, forward+backward) against the unfused reference
-// and libtorch (naive and _scaled_dot_product_attention), if found. fp32, B=4, H=8, d=64.
+// and libtorch (naive and _scaled_dot_product_attention), if found. fp32, B=4, H=8, d=64, and the tlm
+// step's short causal heads (B=32, H=4, N=64, d=32).
 //   ./bench_attention [--benchmark_filter=...]
 // Rows "2x t1" run two independent 1-thread calls at once, one per core: the 2-thread ceiling of the
 // machine for this work (shared caches, memory, clocks), against which the t2 rows' scaling is read.
@@ -91,5 +92,7 @@ int main(int argc, char** argv) {
           if (threads == 2 && n != 1024) continue;  // scaling measured at N = 1024 (keeps the run short)
           add_case({4, 8, n, n, 64, causal}, backward, threads);
         }
+  // The tlm step's attention (bench_train): 32 sequences of 64 tokens, 4 heads of 32 features, causal.
+  for (bool backward : {false, true}) add_case({32, 4, 64, 64, 32, true}, backward, 1);
   return cb::run(argc, argv, "attention");
 }

@@ -29,6 +29,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common.hpp"
@@ -292,6 +293,17 @@ struct model {
       s->opt.step(s->params, out);
     };
   }
+  // The slowest steps of a training step (forward, backward; no optimizer), over `runs` runs after a warm-up.
+  static void profile(int runs) {
+    auto s = std::make_shared<train_state>();
+    cg::init(s->params, 1);
+    cg::step_times times;
+    for (int r = 0; r <= runs; ++r) {
+      if (r == 1) times.clear();  // the first run pages the arena in
+      s->step.run(s->params, cg::feed<"tokens">(s->tokens), cg::feed<"targets">(s->targets), cg::profile(times));
+    }
+    std::printf("%s", cg::profile_table(times, s->step, 400).c_str());
+  }
 };
 using tlm = model<64, 32, 2>;
 using tlm_long = model<4096, 1, 1>;
@@ -346,6 +358,12 @@ int main(int argc, char** argv) {
 #endif
   add_gate_benches(threads);
 
+  // --profile: the tlm step's slowest steps (cg::profile), instead of the benchmarks.
+  for (int i = 1; i < argc; ++i)
+    if (std::string_view(argv[i]) == "--profile") {
+      tm::tlm::profile(50);
+      return 0;
+    }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   std::printf("threads: %d (OMP_NUM_THREADS)\n", threads);

@@ -6,7 +6,7 @@
 //     dx = rstd (g - mean_j(g) - xhat mean_j(g xhat)) - gr rstd^2 xhat / N
 // One kernel pass per row computes both outputs; the forward the unfused graph needs is five.
 #pragma once
-#include <cmath>
+#include <ctgraph/kernels.hpp>
 #include <vector>
 
 #include "elementwise.hpp"
@@ -14,25 +14,6 @@
 #include "rnn.hpp"
 
 namespace ctgraph {
-
-namespace kernels {
-/// xhat, rstd of each of R rows of C elements (two passes over the row: mean, then the centred sum of squares).
-template <class T>
-void layer_norm_rows(const T* x, T* xhat, T* rstd, long R, long C, T eps) {
-  for (long r = 0; r < R; ++r) {
-    const T* xr = x + r * C;
-    T* yr = xhat + r * C;
-    T s = 0;
-    for (long j = 0; j < C; ++j) s += xr[j];
-    const T mean = s / T(C);
-    T ss = 0;
-    for (long j = 0; j < C; ++j) ss += (xr[j] - mean) * (xr[j] - mean);
-    const T rs = T(1) / std::sqrt(ss / T(C) + eps);
-    for (long j = 0; j < C; ++j) yr[j] = (xr[j] - mean) * rs;
-    rstd[r] = rs;
-  }
-}
-}  // namespace kernels
 
 /// layer_norm(x): outputs xhat (x's shape) and rstd ([..., 1]).
 struct layer_norm_op {
@@ -55,7 +36,7 @@ struct layer_norm_op {
     const shape& s = a.in_shape[0];
     T* out[2] = {a.output(0), a.output(1)};
     detail::unread_to_scratch(out, {s.size(), s.rows()});
-    kernels::layer_norm_rows<T>(a.input(0), out[0], out[1], s.rows(), s.back(), T(a.a.value()));
+    kernels::layer_norm_rows(a.input(0), out[0], out[1], s.rows(), s.back(), T(a.a.value()));
   }
   static constexpr void vjp(vjp_ctx& c) {
     if (!c.wants[0]) return;

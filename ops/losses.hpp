@@ -48,11 +48,7 @@ struct cross_entropy_op {
       count += wr;
       if (wr == T(0)) continue;  // an ignored or padded position: not even read
       const T* xr = x + r * C;
-      T mx = xr[0];
-      for (long j = 1; j < C; ++j) mx = xr[j] > mx ? xr[j] : mx;
-      T s = 0;
-      for (long j = 0; j < C; ++j) s += std::exp(xr[j] - mx);
-      total += wr * (mx + std::log(s) - xr[y[r]]);
+      total += wr * (kernels::logsumexp(xr, C) - xr[y[r]]);
     }
     a.out[0] = count != T(0) ? total / count : T(0);
   }

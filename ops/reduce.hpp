@@ -4,6 +4,8 @@
 //   expand: the inverse mapping: repeats x along the masked axes of a.s.
 //   VJPs:   sum -> expand(g),  expand -> sum(g): each is the other's transpose.
 #pragma once
+#include <ctgraph/kernels.hpp>
+
 #include "elementwise.hpp"
 
 namespace ctgraph {
@@ -57,8 +59,19 @@ struct sum_op {
   }
   template <class T>
   static void forward(const run_args<T>& a) {
+    const shape& s = a.in_shape[0];
+    const int mask = a.a.i[0], all = (1 << s.rank) - 1;
+    // Summed axes that are all the leading ones (a bias gradient) or all the trailing ones (row sums):
+    // the vectorised kernels. Others: the general walk.
+    if (mask == all) return kernels::sum_rows(a.input(0), a.out, 1, s.size());
+    for (int k = 1; k < s.rank; ++k) {
+      long lead = 1;
+      for (int i = 0; i < k; ++i) lead *= s.d[i];
+      if (mask == (1 << k) - 1) return kernels::sum_columns(a.input(0), a.out, lead, s.size() / lead);
+      if (mask == (all & ~((1 << k) - 1))) return kernels::sum_rows(a.input(0), a.out, lead, s.size() / lead);
+    }
     long str[max_rank];
-    const int n = detail::compact_strides(a.in_shape[0], a.a.i[0], str);
+    const int n = detail::compact_strides(s, mask, str);
     const T* x = a.input(0);
     T* y = a.out;
     for (int i = 0; i < n; ++i) y[i] = T(0);

@@ -2,34 +2,12 @@
 //   softmax:     y = exp(x - max) / sum exp(x - max)     VJP: y * (g - rowsum(g * y))
 //   log_softmax: z = x - max - log sum exp(x - max)      VJP: g - exp(z) * rowsum(g)
 #pragma once
-#include <cmath>
+#include <ctgraph/kernels.hpp>
 
 #include "elementwise.hpp"
 #include "reduce.hpp"
 
 namespace ctgraph {
-
-namespace kernels {
-/// y, x: (R, C) row-major. Log = true writes log_softmax.
-template <bool Log, class T>
-void softmax_rows(T* y, const T* x, long R, long C) {
-  for (long r = 0; r < R; ++r) {
-    const T* xr = x + r * C;
-    T* yr = y + r * C;
-    T mx = xr[0];
-    for (long j = 1; j < C; ++j) mx = xr[j] > mx ? xr[j] : mx;
-    T s = 0;
-    for (long j = 0; j < C; ++j) s += (yr[j] = std::exp(xr[j] - mx));
-    if constexpr (Log) {
-      const T ls = std::log(s);
-      for (long j = 0; j < C; ++j) yr[j] = xr[j] - mx - ls;
-    } else {
-      const T inv = T(1) / s;
-      for (long j = 0; j < C; ++j) yr[j] *= inv;
-    }
-  }
-}
-}  // namespace kernels
 
 template <bool Log>
 struct softmax_family {
@@ -38,7 +16,7 @@ struct softmax_family {
   static constexpr shape_result infer(const attr_t&, const shape* in, int) { return {in[0].rank >= 1, in[0]}; }
   template <class T>
   static void forward(const run_args<T>& a) {
-    kernels::softmax_rows<Log>(a.out, a.input(0), a.out_shape.rows(), a.out_shape.back());
+    kernels::softmax_rows(a.out, a.input(0), a.out_shape.rows(), a.out_shape.back(), Log);
   }
   static void shape_mismatch(auto...) = delete;
 };

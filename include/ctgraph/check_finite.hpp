@@ -9,6 +9,7 @@
 #include "feed.hpp"
 #include "format.hpp"
 #include "graph/exec.hpp"
+#include "profile.hpp"
 
 namespace ctgraph {
 
@@ -47,10 +48,11 @@ class non_finite_error : public std::runtime_error {
 namespace detail {
 template <class F>
 struct is_check_finite : std::is_same<F, check_finite_t> {};
-// The name a run() argument feeds: nullptr for cg::check_finite, the seed input's for cg::seed.
+// The name a run() argument feeds: nullptr for the run options (cg::check_finite, cg::profile), the seed
+// input's for cg::seed.
 template <class F>
 constexpr const char* fed_name() {
-  if constexpr (is_check_finite<F>::value)
+  if constexpr (is_check_finite<F>::value || is_profile<F>::value)
     return nullptr;
   else if constexpr (is_seed<F>::value)
     return seed_input_name.data;

@@ -167,4 +167,27 @@ void adam_update(const adam_step<float>&, std::size_t n, float* p, const float* 
 void adam_update(const adam_step<double>&, std::size_t n, double* p, const double* g, double* m, double* v,
                  double* vmax);
 
+/// @name Row kernels
+/// Over R rows of C contiguous elements (a tensor's last axis), vectorised; rows are split across threads
+/// when there are at least 2^16 elements and the caller is not in a parallel region.
+/// @{
+
+/// layer_norm's normalisation of each row: xhat = (x - mean) rstd, rstd = 1 / sqrt(var + eps), the variance
+/// biased (torch's). xhat is R x C, rstd R.
+void layer_norm_rows(const float* x, float* xhat, float* rstd, long R, long C, float eps);
+void layer_norm_rows(const double* x, double* xhat, double* rstd, long R, long C, double eps);
+/// y = softmax(x) of each row, or log_softmax(x) if `log`. y may be x.
+void softmax_rows(float* y, const float* x, long R, long C, bool log);
+void softmax_rows(double* y, const double* x, long R, long C, bool log);
+/// y[r] = sum over j of x[r, j].
+void sum_rows(const float* x, float* y, long R, long C);
+void sum_rows(const double* x, double* y, long R, long C);
+/// y[j] = sum over r of x[r, j] (a bias gradient); columns are split across threads.
+void sum_columns(const float* x, float* y, long R, long C);
+void sum_columns(const double* x, double* y, long R, long C);
+/// log sum_j exp(x_j) of n elements, from their maximum (-inf if every element is -inf).
+float logsumexp(const float* x, long n);
+double logsumexp(const double* x, long n);
+/// @}
+
 }  // namespace ctgraph::kernels

@@ -49,7 +49,8 @@ class step {
   /// valid until the next run. With cg::check_finite among the feeds (in any position),
   /// checks inputs, params and every step's output for NaN and infinities and throws
   /// cg::non_finite_error at the first one; the results are then incomplete. A step with
-  /// dropout (a training step) takes cg::seed(s) among the feeds too.
+  /// dropout (a training step) takes cg::seed(s) among the feeds too. With cg::profile(times) among them, adds
+  /// each step's seconds to `times` (cg::profile_table tabulates them).
   template <class P, class... Feeds>
   results<step> run(parameters<P>& params, const Feeds&... feeds) {
     check_feed_names<Feeds...>();
@@ -57,7 +58,11 @@ class step {
     bind_params(params);
     check_int_inputs(std::make_index_sequence<sizes.inputs>{});
     const exec_ctx c{arena_.get(), params_.data(), inputs_.data()};
-    if constexpr ((detail::is_check_finite<Feeds>::value || ...)) {
+    static_assert(!((detail::is_check_finite<Feeds>::value || ...) && (detail::is_profile<Feeds>::value || ...)),
+                  "ctgraph: step.run: cg::check_finite and cg::profile do not combine (the checks would be timed)");
+    if constexpr ((detail::is_profile<Feeds>::value || ...)) {
+      detail::run_plan_timed(c, plan, *detail::profile_times(feeds...));
+    } else if constexpr ((detail::is_check_finite<Feeds>::value || ...)) {
       const plan_view v = view_of(plan);
       detail::check_leaves_finite(v, c);
       if (const non_finite_at bad = run_plan_checked(c, plan); bad.step >= 0) detail::throw_non_finite(v, bad);
@@ -76,8 +81,10 @@ class step {
     (
         [] {
           using F = Feeds;
-          // cg::check_finite is a run option, not a feed; cg::seed is ignored by a step without dropout.
-          if constexpr (!detail::is_check_finite<F>::value && !detail::is_seed<F>::value) {
+          // cg::check_finite and cg::profile are run options, not feeds; cg::seed is ignored by a step without
+          // dropout.
+          if constexpr (!detail::is_check_finite<F>::value && !detail::is_profile<F>::value &&
+                        !detail::is_seed<F>::value) {
             constexpr int i = input_index(F::name.data);
             if constexpr (i < 0) {
               feed_name_is_not_an_input_of_this_graph(name<F::name>{});

@@ -3,7 +3,8 @@ set(CTGRAPH_KERNEL_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/gemm.cpp
   ${CMAKE_CURRENT_LIST_DIR}/attention.cpp
   ${CMAKE_CURRENT_LIST_DIR}/rnn.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/optim.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/optim.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/rows.cpp)
 # The micro-kernels are written as a * b + c on GCC vector types: let the compiler contract them to FMA
 # whatever the language mode (-std=c++20 alone would turn contraction off).
 set_source_files_properties(${CTGRAPH_KERNEL_SOURCES} PROPERTIES
