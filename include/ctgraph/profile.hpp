@@ -28,7 +28,7 @@ struct step_times {
 
 /// The type of cg::profile(times).
 struct profile_t {
-  step_times* times;
+  step_times* times;  ///< Where the run adds its steps' seconds.
 };
 /// Passed among the feeds of step.run (in any position), times each step of the run and adds its seconds to
 /// `times` (a clock read between steps: about 40 ns each, so a profiled run is a little slower than a plain
