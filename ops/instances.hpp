@@ -9,7 +9,7 @@
 // clang-format off
 // Ops with `forward` (kernel steps).
 #define CTGRAPH_KERNEL_OPS(X) \
-  X(embedding_op) X(scatter_add_op) X(cross_entropy_op) X(one_hot_op) X(matmul_op) X(sum_op) X(expand_op) \
+  X(embedding_op) X(scatter_add_op) X(cross_entropy_op) X(one_hot_op) X(matmul_op) X(matmul_rows_op) X(sum_op) X(expand_op) \
   X(lstm_gates_op) X(lstm_gates_grad_op) X(gru_gates_op) X(gru_gates_grad_op) \
   X(additive_attention_op) X(additive_attention_grad_op) X(sequence_mask_op) X(attention_op) X(attention_grad_op) X(causal_mask_op) X(sinusoidal_positions_op) \
   X(layer_norm_op) X(dropout_mask_op) \

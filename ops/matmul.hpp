@@ -76,14 +76,8 @@ struct matmul_op {
     ref A = c.x(0), B = c.x(1), g = c.grad();
     if (c.wants[0]) c.set(0, sum_to(ta ? matmul(B, g, tb, true) : matmul(g, B, false, !tb), A.shape_of()));
     if (c.wants[1] && B.shape_of().rank == 2 && A.shape_of().rank > 2 && !ta) {
-      // [..., M, K] x [K, N]: the batch's rows are one matrix, and dB one gemm over them all.
-      const shape &sa = A.shape_of(), &sg = g.shape_of();
-      shape ra, rg;
-      ra.rank = rg.rank = 2;
-      ra.d[0] = rg.d[0] = static_cast<int>(sa.rows());
-      ra.d[1] = sa.back(), rg.d[1] = sg.back();
-      ref A2 = reshape(A, ra), g2 = reshape(g, rg);
-      c.set(1, tb ? matmul(g2, A2, true, false) : matmul(A2, g2, true, false));
+      // [..., M, K] x [K, N]: the batch's rows are one matrix, and dB one gemm over them all, read in place.
+      c.set(1, tb ? matmul_rows(g, A, true, false) : matmul_rows(A, g, true, false));
     } else if (c.wants[1]) {
       c.set(1, sum_to(tb ? matmul(g, A, true, ta) : matmul(A, g, !ta, false), B.shape_of()));
     }
@@ -92,6 +86,49 @@ struct matmul_op {
 };
 
 constexpr ref matmul(ref a, ref b, bool ta, bool tb) { return apply<matmul_op>(attr_ints({ta, tb}), a, b); }
+
+/// The product of a and b each seen as one matrix [rows, last axis], every leading axis a row: a linear
+/// layer's weight gradient x^T g over all of a sequence's positions, with no reshape (which would copy x and
+/// g). Not stacking: an extra leading axis adds rows, not a batch. Made by matmul's VJP only.
+struct matmul_rows_op {
+  static constexpr const char* name = "matmul";
+  static constexpr op_class cls = op_class::kernel;
+  static constexpr shape as_matrix(const shape& s) {
+    shape m;
+    m.rank = 2;
+    m.d[0] = static_cast<int>(s.rows());
+    m.d[1] = s.back();
+    return m;
+  }
+  static constexpr shape_result infer(const attr_t& a, const shape* in, int) {
+    if (in[0].rank < 1 || in[1].rank < 1) return {};
+    const shape m[2] = {as_matrix(in[0]), as_matrix(in[1])};
+    return matmul_op::infer(a, m, 2);
+  }
+  static constexpr double flops = 0;  // counted per product, as matmul's
+  static constexpr unsigned accumulates = 1, accumulates_rows = 1;
+  template <class T>
+  static void forward(const run_args<T>& a) {
+    const bool ta = a.a.i[0], tb = a.a.i[1];
+    const shape x = as_matrix(a.in_shape[0]), y = as_matrix(a.in_shape[1]);
+    const int M = a.out_shape.d[0], N = a.out_shape.d[1], K = x.d[ta ? 0 : 1];
+    const T* D = a.accumulator(0);
+    const int ldd = D && a.accumulator_shape(0).size() == N ? 0 : N;
+    if (D)
+      kernels::gemm_add<T>(ta, tb, M, N, K, T(1), a.input(0), x.d[1], a.input(1), y.d[1], D, ldd, a.out, N);
+    else
+      kernels::gemm<T>(ta, tb, M, N, K, T(1), a.input(0), x.d[1], a.input(1), y.d[1], T(0), a.out, N);
+  }
+  static constexpr void vjp(vjp_ctx& c) {  // as matmul's on the matrices, reshaped back to the operands
+    const bool ta = c.attr().i[0], tb = c.attr().i[1];
+    ref A = c.x(0), B = c.x(1), g = c.grad();
+    ref A2 = reshape(A, as_matrix(A.shape_of())), B2 = reshape(B, as_matrix(B.shape_of()));
+    if (c.wants[0]) c.set(0, reshape(ta ? matmul(B2, g, tb, true) : matmul(g, B2, false, !tb), A.shape_of()));
+    if (c.wants[1]) c.set(1, reshape(tb ? matmul(g, A2, true, ta) : matmul(A2, g, !ta, false), B.shape_of()));
+  }
+  static void shape_mismatch(auto...) = delete;
+};
+constexpr ref matmul_rows(ref a, ref b, bool ta, bool tb) { return apply<matmul_rows_op>(attr_ints({ta, tb}), a, b); }
 
 namespace detail {
 // A transpose of the last two axes, seen through the type: folded into the gemm flag.
