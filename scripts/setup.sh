@@ -5,12 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Build: compiler, CMake, fmt, Boost (Hana), nlohmann-json (checkpoint headers), CLI11 (the
-# example's flags), Catch2 and Google Benchmark; run: gnuplot draws the example's loss curve,
+# example's flags), Catch2 and Google Benchmark, Open MPI (data-parallel training and its tests,
+# which mpirun runs); run: gnuplot draws the example's loss curve,
 # Graphviz renders graphs, Doxygen builds the docs. EXTRA_PACKAGES adds more (test.sh adds
 # python3-torch, the reference for optimizer and checkpoint tests, and clang + libomp-dev for the
 # clang compile-time guard).
 packages=(g++ cmake make pkg-config libboost-dev libfmt-dev nlohmann-json3-dev libcli11-dev catch2 libbenchmark-dev
-  libopenblas-dev gnuplot-nox graphviz doxygen ${EXTRA_PACKAGES:-})
+  libopenblas-dev libopenmpi-dev openmpi-bin gnuplot-nox graphviz doxygen ${EXTRA_PACKAGES:-})
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

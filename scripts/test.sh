@@ -17,14 +17,15 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}  # no spinning threads on a s
 ctest --test-dir "$build" --output-on-failure -j "$jobs"
 
 # The suite under sanitizers. The compile-time guards and compile-fail tests run the compiler, not
-# ctgraph code, and the fuzzer is sanitized already (tests/fuzz): they are left out.
+# ctgraph code, and the fuzzer is sanitized already (tests/fuzz): they are left out. So are the
+# distributed tests (mpirun), not yet tried under sanitizers (Open MPI's own allocations).
 san=${SANITIZE-address,undefined}
 [ "$san" = 0 ] && san=""
 if [ -n "$san" ]; then
   echo "test: the suite again with -fsanitize=$san ($build-sanitize)"
   cmake -S . -B "$build-sanitize" -DCMAKE_BUILD_TYPE=Release $extra ${CMAKE_ARGS:-} -DCTGRAPH_SANITIZE="$san" >/dev/null
   cmake --build "$build-sanitize" -j "$jobs"
-  ctest --test-dir "$build-sanitize" --output-on-failure -j "$jobs" -LE 'compile_time|compile_fail|fuzz'
+  ctest --test-dir "$build-sanitize" --output-on-failure -j "$jobs" -LE 'compile_time|compile_fail|fuzz|distributed'
 fi
 
 # The kernel tests for the instruction sets the main build (native) did not use, under the same

@@ -173,6 +173,28 @@ TEST_CASE("batches: a resumed run gets the same batches, at(step) or by (epoch, 
   CHECK(vec(jumping.indices(0, 3)) == all[3]);
 }
 
+TEST_CASE("batches: the shards of N ranks are, in rank order, the batch of one rank") {
+  cg::batches one(24, 6, {.seed = 9});
+  for (const int ranks : {1, 2, 3, 6}) {
+    cg::batches each(24, 6, {.seed = 9});             // a rank's own batcher, made with the same seed
+    for (std::uint64_t step = 0; step < 9; ++step) {  // over two epochs and a bit
+      std::vector<std::size_t> joined;
+      for (int r = 0; r < ranks; ++r) {
+        const auto part = vec(each.shard_at(step, r, ranks));
+        CHECK(part.size() == 6u / static_cast<std::size_t>(ranks));
+        joined.insert(joined.end(), part.begin(), part.end());
+      }
+      CHECK(joined == vec(one.at(step)));
+    }
+  }
+  // Rank 1 of 2, batch 1 of epoch 0: the second half of that batch.
+  const auto batch = vec(one.indices(0, 1));
+  CHECK(vec(one.shard(0, 1, 1, 2)) == std::vector<std::size_t>(batch.begin() + 3, batch.end()));
+  CHECK_THROWS_WITH(one.shard(0, 0, 0, 4), Catch::Contains("4 ranks do not divide the batch of 6 examples"));
+  CHECK_THROWS_WITH(one.shard(0, 0, 2, 2), Catch::Contains("rank 2 of 2 ranks"));
+  CHECK_THROWS_AS(one.shard(0, 4, 0, 2), std::out_of_range);
+}
+
 TEST_CASE("batches: bad sizes and indices are errors") {
   CHECK_THROWS_AS(cg::batches(10, 0), std::invalid_argument);
   CHECK_THROWS_WITH(cg::batches(10, 0), Catch::Contains("batch size 0"));

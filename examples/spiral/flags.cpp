@@ -19,6 +19,9 @@ std::optional<int> parse_flags(int argc, char** argv, spiral_flags& f) {
                  "Start from this checkpoint (written by --save-every: params and Adam's state), "
                  "then run --epochs more epochs")
       ->check(CLI::ExistingFile);
+  app.add_flag("--distributed", f.distributed,
+               "Run as one rank of an MPI job (mpirun -np N spiral --distributed, N = 1, 2 or 4): each rank "
+               "trains on its share of the training set, gradients averaged over ranks; rank 0 prints and writes");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -13,6 +13,7 @@ struct spiral_flags {
   std::string out = "spiral-out";  // folder for loss.csv, loss.svg, spiral.dot, checkpoints
   int save_every = 0;              // save a checkpoint every K epochs and at the end (0: never)
   std::string resume;              // start from this checkpoint's params and Adam state (empty: from init)
+  bool distributed = false;        // one rank of an MPI job (mpirun -np N): the training set split over N ranks
 };
 
 // Parses argv into `f`. Returns the code to exit with after --help or a bad flag (CLI11 has

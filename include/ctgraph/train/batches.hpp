@@ -14,6 +14,9 @@
 // each epoch when shuffled); or wrapped: the epoch's last batch is completed with the first examples
 // of the same epoch's order, so that every example is seen each epoch and a few twice.
 //
+// Data-parallel training: shard(e, i, rank, ranks) is one rank's equal, contiguous part of batch i
+// of epoch e, so the ranks' parts together are that batch (the global batch).
+//
 // Batch i of epoch e is a function of (seed, e, i) alone: a resumed run that asks for the same
 // epochs and indices, or the same step numbers through at(), gets the same batches. The order of
 // epoch e is a Fisher-Yates shuffle of 0..n-1 whose draws come from std::mt19937_64 seeded with a
@@ -73,6 +76,29 @@ class batches {
   /// The batch of step `step`, counting steps over epochs from 0: indices(step / per_epoch(),
   /// step % per_epoch()). A run resumed at step k asks for at(k) and goes on.
   std::span<const std::size_t> at(std::uint64_t step) { return indices(step / per_epoch_, step % per_epoch_); }
+
+  /// This process's share of batch `index` of epoch `epoch` in data-parallel training over `ranks`
+  /// processes (see ctgraph/distributed.hpp): positions [rank * s, (rank + 1) * s) of
+  /// indices(epoch, index), with s = batch_size() / ranks. The ranks' shards, in rank order, are
+  /// the batch itself, so N ranks see together the batches of one rank, for the same seed.
+  /// @throws std::invalid_argument if ranks does not divide batch_size() (the shards must be equal
+  ///         for the mean of the ranks' mean losses to be the batch's), or rank is not in [0, ranks)
+  /// @throws std::out_of_range if index >= per_epoch()
+  std::span<const std::size_t> shard(std::uint64_t epoch, std::size_t index, int rank, int ranks) {
+    if (ranks < 1 || rank < 0 || rank >= ranks)
+      throw std::invalid_argument("ctgraph: batches::shard: rank " + std::to_string(rank) + " of " +
+                                  std::to_string(ranks) + " ranks");
+    const auto n = static_cast<std::size_t>(ranks);
+    if (size_ % n != 0)
+      throw std::invalid_argument("ctgraph: batches::shard: " + std::to_string(ranks) +
+                                  " ranks do not divide the batch of " + std::to_string(size_) + " examples");
+    const std::size_t s = size_ / n;
+    return indices(epoch, index).subspan(static_cast<std::size_t>(rank) * s, s);
+  }
+  /// shard() of the batch of step `step`, counting steps over epochs from 0, as at().
+  std::span<const std::size_t> shard_at(std::uint64_t step, int rank, int ranks) {
+    return shard(step / per_epoch_, step % per_epoch_, rank, ranks);
+  }
 
  private:
   void plan(std::uint64_t epoch);
