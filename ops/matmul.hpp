@@ -33,6 +33,18 @@ struct matmul_op {
   static constexpr bool stacks = true;  // batch axes
   // acc + x W: the gemm adds acc (of the output's shape, or a bias row [N]) as it writes (plan: folds).
   static constexpr unsigned accumulates = 1, accumulates_rows = 1;
+  // C (m, N) = op(A) op(B), plus D where a fold gave one (ldd 0: one row added to each row of C).
+  template <class T>
+  static void product(bool ta, bool tb, int m, int N, int K, const T* A, int lda, const T* B, int ldb, const T* D,
+                      int ldd, T* C) {
+    if (D) return kernels::gemm_add<T>(ta, tb, m, N, K, T(1), A, lda, B, ldb, D, ldd, C, N);
+    kernels::gemm<T>(ta, tb, m, N, K, T(1), A, lda, B, ldb, T(0), C, N);
+  }
+  // A fold's addend of run `a` (acc + this product): dense, or one row (ldd 0).
+  template <class T>
+  static int addend_ld(const run_args<T>& a, int N) {
+    return a.accumulator(0) && a.accumulator_shape(0).size() == N ? 0 : N;
+  }
   template <class T>
   static void forward(const run_args<T>& a) {
     const shape &x = a.in_shape[0], &y = a.in_shape[1], &o = a.out_shape;
@@ -41,11 +53,10 @@ struct matmul_op {
     const int lda = x.d[x.rank - 1], ldb = y.d[y.rank - 1];
     const long batches = o.size() / (long(M) * N);
     const T *A = a.input(0), *B = a.input(1);
-    const T* D = a.accumulator(0);  // folded acc + this product: its addend, dense or one row
-    const int ldd = D && a.accumulator_shape(0).size() == N ? 0 : N;
+    const T* D = a.accumulator(0);
+    const int ldd = addend_ld(a, N);
     auto product = [&](bool ta_, int m, const T* A_, const T* B_, const T* D_, T* C_) {
-      if (D_) return kernels::gemm_add<T>(ta_, tb, m, N, K, T(1), A_, lda, B_, ldb, D_, ldd, C_, N);
-      kernels::gemm<T>(ta_, tb, m, N, K, T(1), A_, lda, B_, ldb, T(0), C_, N);
+      matmul_op::product(ta_, tb, m, N, K, A_, lda, B_, ldb, D_, ldd, C_);
     };
     if (batches == 1) return product(ta, M, A, B, D, a.out);
     // [..., M, K] x [K, N]: the batch's rows are one [batches * M, K] matrix, one gemm.
@@ -112,12 +123,8 @@ struct matmul_rows_op {
     const bool ta = a.a.i[0], tb = a.a.i[1];
     const shape x = as_matrix(a.in_shape[0]), y = as_matrix(a.in_shape[1]);
     const int M = a.out_shape.d[0], N = a.out_shape.d[1], K = x.d[ta ? 0 : 1];
-    const T* D = a.accumulator(0);
-    const int ldd = D && a.accumulator_shape(0).size() == N ? 0 : N;
-    if (D)
-      kernels::gemm_add<T>(ta, tb, M, N, K, T(1), a.input(0), x.d[1], a.input(1), y.d[1], D, ldd, a.out, N);
-    else
-      kernels::gemm<T>(ta, tb, M, N, K, T(1), a.input(0), x.d[1], a.input(1), y.d[1], T(0), a.out, N);
+    matmul_op::product(ta, tb, M, N, K, a.input(0), x.d[1], a.input(1), y.d[1], a.accumulator(0),
+                       matmul_op::addend_ld(a, N), a.out);
   }
   static constexpr void vjp(vjp_ctx& c) {  // as matmul's on the matrices, reshaped back to the operands
     const bool ta = c.attr().i[0], tb = c.attr().i[1];

@@ -64,9 +64,9 @@ struct sum_op {
     // Summed axes that are all the leading ones (a bias gradient) or all the trailing ones (row sums):
     // the vectorised kernels. Others: the general walk.
     if (mask == all) return kernels::sum_rows(a.input(0), a.out, 1, s.size());
+    long lead = 1;  // elements of the axes before k
     for (int k = 1; k < s.rank; ++k) {
-      long lead = 1;
-      for (int i = 0; i < k; ++i) lead *= s.d[i];
+      lead *= s.d[k - 1];
       if (mask == (1 << k) - 1) return kernels::sum_columns(a.input(0), a.out, lead, s.size() / lead);
       if (mask == (all & ~((1 << k) - 1))) return kernels::sum_rows(a.input(0), a.out, lead, s.size() / lead);
     }

@@ -98,23 +98,11 @@ std::string leaf_list(const PV& p, const std::vector<char>& inputs, const std::v
 // Throws the error for step `bad.step` of the plan, which produced a NaN or an infinity.
 template <class PV>
 [[noreturn]] void throw_non_finite(const PV& p, const non_finite_at& bad) {
-  const order_entry& e = p.order[bad.step];
-  std::string op, loop;  // "sub", " (fused loop: add, sqrt, mul, sub)"
-  shape s;
-  bool backward;
-  if (e.fused) {
-    const fused_step& f = p.fused[e.index];
-    op = f.code[f.n - 1].op->name;
-    for (int k = 0; k < f.n && f.n > 1; ++k) loop += (k ? ", " : " (fused loop: ") + std::string(f.code[k].op->name);
-    if (f.n > 1) loop += ")";
-    s = f.out_shape, backward = f.backward;
-  } else {
-    const kernel_step& k = p.kernels[e.index];
-    op = k.op->name, s = k.out_shape, backward = k.backward;
-    if (bad.output >= 0) {
-      op += fmt::format(fmt::runtime(" (output {})"), bad.output);
-      s = p.in_shapes[k.first_in + k.n_in + bad.output];
-    }
+  auto [op, loop, s, backward] = describe_step(p, static_cast<std::size_t>(bad.step));
+  if (bad.output >= 0) {  // an output of a multi-output kernel
+    const kernel_step& k = p.kernels[p.order[bad.step].index];
+    op += fmt::format(fmt::runtime(" (output {})"), bad.output);
+    s = p.in_shapes[k.first_in + k.n_in + bad.output];
   }
   std::vector<char> inputs, params;
   leaves_of_step(p, bad.step, inputs, params);

@@ -391,8 +391,8 @@ constexpr double kernel_flops(const kernel_step& k, const shape* in_shapes) {
   if (k.op->is_constant) return 0;
   const shape* in_shape = in_shapes + k.first_in;
   if (std::string_view(k.op->name) == matmul_op::name) {
-    // matmul_rows_op's operands count as the matrices it sees them as (its output is one).
-    const bool rows = k.out_shape.rank == 2 && in_shape[0].rank > 2;
+    // matmul_rows_op (also "matmul") counts its operand as the matrix it sees it as.
+    const bool rows = k.op == op_info_of<matmul_rows_op>.rt;
     const shape x = rows ? matmul_rows_op::as_matrix(in_shape[0]) : in_shape[0], &o = k.out_shape;
     const double M = o.d[o.rank - 2], N = o.d[o.rank - 1], K = x.d[x.rank - (k.a.i[0] ? 2 : 1)];
     return 2 * M * N * K * static_cast<double>(o.size() / (o.d[o.rank - 2] * static_cast<long>(o.d[o.rank - 1])));

@@ -66,25 +66,29 @@ template <class Plan>
   ++t.runs;
 }
 
-// "matmul [2048, 384]" or "fused add, relu [32, 64]", with "d " before a gradient's step.
+// What step s of a plan computes, as cg::non_finite_error and profile_table() name it: its op (a fused
+// loop's last), the loop's ops (" (fused loop: add, sqrt, mul, sub)"; empty for a loop of one op or a
+// kernel), its output's shape, and whether the reverse sweep made it (a gradient).
+struct step_description {
+  std::string op, loop;
+  shape s;
+  bool backward = false;
+};
 template <class PV>
-std::string step_label(const PV& p, std::size_t s) {
+step_description describe_step(const PV& p, std::size_t s) {
   const order_entry& e = p.order[s];
-  std::string op;
-  shape sh;
-  bool backward;
+  step_description d;
   if (e.fused) {
     const fused_step& f = p.fused[e.index];
-    op = f.n > 1 ? "fused " : "";
-    for (int k = 0; k < f.n; ++k) op += (k ? ", " : "") + std::string(f.code[k].op->name);
-    sh = f.out_shape, backward = f.backward;
+    d.op = f.code[f.n - 1].op->name;
+    for (int k = 0; k < f.n && f.n > 1; ++k) d.loop += (k ? ", " : " (fused loop: ") + std::string(f.code[k].op->name);
+    if (f.n > 1) d.loop += ")";
+    d.s = f.out_shape, d.backward = f.backward;
   } else {
     const kernel_step& k = p.kernels[e.index];
-    op = k.op->name, sh = k.out_shape, backward = k.backward;
-    if (k.n_out > 0) sh = p.in_shapes[k.first_in + k.n_in];
+    d.op = k.op->name, d.s = k.out_shape, d.backward = k.backward;
   }
-  return fmt::format(fmt::runtime("{} {}"), backward ? "gradient" : "forward", op) +
-         fmt::format(fmt::runtime(" {}"), sh);
+  return d;
 }
 }  // namespace detail
 
@@ -101,17 +105,19 @@ std::string profile_table(const step_times& times, const Step&, int top = 20) {
                     times.runs, times.seconds.size(), p.order.size()));
   std::vector<std::size_t> by(times.seconds.size());
   double total = 0, grad = 0;
+  std::vector<detail::step_description> what(by.size());
   for (std::size_t s = 0; s < by.size(); ++s) {
-    by[s] = s, total += times.seconds[s];
-    const order_entry& e = p.order[s];
-    if (e.fused ? p.fused[e.index].backward : p.kernels[e.index].backward) grad += times.seconds[s];
+    by[s] = s, total += times.seconds[s], what[s] = detail::describe_step(p, s);
+    if (what[s].backward) grad += times.seconds[s];
   }
   std::stable_sort(by.begin(), by.end(), [&](auto a, auto b) { return times.seconds[a] > times.seconds[b]; });
   const double per = 1e3 / double(times.runs);
   std::string r = fmt::format("| step | what | ms | share |\n|---:|---|---:|---:|\n");
-  for (std::size_t i = 0; i < by.size() && i < static_cast<std::size_t>(std::max(top, 0)); ++i)
-    r += fmt::format("| {} | {} | {:.3f} | {:.1f}% |\n", by[i], detail::step_label(p, by[i]),
-                     times.seconds[by[i]] * per, 100 * times.seconds[by[i]] / total);
+  for (std::size_t i = 0; i < by.size() && i < static_cast<std::size_t>(std::max(top, 0)); ++i) {
+    const detail::step_description& d = what[by[i]];
+    r += fmt::format("| {} | {} {} {}{} | {:.3f} | {:.1f}% |\n", by[i], d.backward ? "gradient" : "forward", d.op, d.s,
+                     d.loop, times.seconds[by[i]] * per, 100 * times.seconds[by[i]] / total);
+  }
   r += fmt::format("| | all {} steps (forward {:.3f}, gradient {:.3f}) | {:.3f} | 100% |\n", by.size(),
                    (total - grad) * per, grad * per, total * per);
   return r;

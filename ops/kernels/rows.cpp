@@ -19,29 +19,39 @@ namespace {
 // Below this many elements a parallel region costs more than the work it splits.
 constexpr long parallel_elements = 1L << 16;
 
+// f(begin, end) over parts of [0, items), one part per thread when `elements` are enough to split.
 template <class F>
-void for_rows(long R, long C, F&& f) {
-  const int threads = omp_in_parallel() || R * C < parallel_elements ? 1 : std::min<long>(omp_get_max_threads(), R);
-  if (threads <= 1) return f(0L, R);  // no region for one thread: libgomp allocates a team even for one
+void parallel_ranges(long items, long elements, F&& f) {
+  const int threads =
+      omp_in_parallel() || elements < parallel_elements ? 1 : int(std::min<long>(omp_get_max_threads(), items));
+  if (threads <= 1) return f(0L, items);  // no region for one thread: libgomp allocates a team even for one
 #pragma omp parallel num_threads(threads)
   {
     const long t = omp_get_thread_num(), nt = omp_get_num_threads();
-    f(R * t / nt, R * (t + 1) / nt);
+    f(items * t / nt, items * (t + 1) / nt);
   }
 }
 
-template <class T>
-T sum_of(const T* x, long n) {
+// Rows [r0, r1) of R x C split across threads.
+template <class F>
+void for_rows(long R, long C, F&& f) {
+  parallel_ranges(R, R * C, f);
+}
+
+// sum_j term(x_j) over n elements; term applies to a vector or to one element alike.
+template <class T, class Term>
+T sum_of(const T* x, long n, Term term) {
   using V = simd::vec<T>;
   constexpr int W = simd::width<T>;
   V a{}, b{};
   long j = 0;
-  for (; j + 2 * W <= n; j += 2 * W) a += simd::loadu(x + j), b += simd::loadu(x + j + W);
-  if (j + W <= n) a += simd::loadu(x + j), j += W;
+  for (; j + 2 * W <= n; j += 2 * W) a += term(simd::loadu(x + j)), b += term(simd::loadu(x + j + W));
+  if (j + W <= n) a += term(simd::loadu(x + j)), j += W;
   T s = simd::hsum<T>(a + b);
-  for (; j < n; ++j) s += x[j];
+  for (; j < n; ++j) s += term(x[j]);
   return s;
 }
+constexpr auto identity = [](auto v) { return v; };
 
 template <class T>
 T max_of(const T* x, long n) {
@@ -88,23 +98,12 @@ void layer_norm_impl(const T* x, T* xhat, T* rstd, long R, long C, T eps) {
     for (long r = r0; r < r1; ++r) {
       const T* xr = x + r * C;
       T* yr = xhat + r * C;
-      const T mean = sum_of(xr, C) / T(C);
-      const V vm = simd::splat(mean);
-      V a{}, b{};
-      long j = 0;
-      for (; j + 2 * W <= C; j += 2 * W) {
-        const V d0 = simd::loadu(xr + j) - vm, d1 = simd::loadu(xr + j + W) - vm;
-        a += d0 * d0, b += d1 * d1;
-      }
-      if (j + W <= C) {
-        const V d = simd::loadu(xr + j) - vm;
-        a += d * d, j += W;
-      }
-      T ss = simd::hsum<T>(a + b);
-      for (; j < C; ++j) ss += (xr[j] - mean) * (xr[j] - mean);
+      const T mean = sum_of(xr, C, identity) / T(C);
+      const T ss = sum_of(xr, C, [mean](auto v) { return (v - mean) * (v - mean); });
       const T rs = T(1) / std::sqrt(ss / T(C) + eps);
-      const V vr = simd::splat(rs);
-      for (j = 0; j + W <= C; j += W) simd::storeu(yr + j, (simd::loadu(xr + j) - vm) * vr);
+      const V vm = simd::splat(mean), vr = simd::splat(rs);
+      long j = 0;
+      for (; j + W <= C; j += W) simd::storeu(yr + j, (simd::loadu(xr + j) - vm) * vr);
       for (; j < C; ++j) yr[j] = (xr[j] - mean) * rs;
       rstd[r] = rs;
     }
@@ -140,7 +139,7 @@ void softmax_impl(T* y, const T* x, long R, long C, bool log) {
 template <class T>
 void sum_rows_impl(const T* x, T* y, long R, long C) {
   for_rows(R, C, [&](long r0, long r1) {
-    for (long r = r0; r < r1; ++r) y[r] = sum_of(x + r * C, C);
+    for (long r = r0; r < r1; ++r) y[r] = sum_of(x + r * C, C, identity);
   });
 }
 
@@ -163,16 +162,9 @@ void sum_columns_range(const T* x, T* y, long R, long C, long c0, long c1) {
 
 template <class T>
 void sum_columns_impl(const T* x, T* y, long R, long C) {
-  constexpr long W = simd::width<T>;
-  const long blocks = (C + W - 1) / W;  // threads take whole vectors of columns
-  const int threads =
-      omp_in_parallel() || R * C < parallel_elements ? 1 : int(std::min<long>(omp_get_max_threads(), blocks));
-  if (threads <= 1) return sum_columns_range(x, y, R, C, 0, C);
-#pragma omp parallel num_threads(threads)
-  {
-    const long t = omp_get_thread_num(), nt = omp_get_num_threads();
-    sum_columns_range(x, y, R, C, std::min(C, blocks * t / nt * W), std::min(C, blocks * (t + 1) / nt * W));
-  }
+  constexpr long W = simd::width<T>;  // threads take whole vectors of columns
+  parallel_ranges((C + W - 1) / W, R * C,
+                  [&](long b0, long b1) { sum_columns_range(x, y, R, C, std::min(C, b0 * W), std::min(C, b1 * W)); });
 }
 
 template <class T>
