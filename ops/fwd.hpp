@@ -31,7 +31,7 @@ constexpr ref permute(ref x, const int* perm);
 constexpr ref slice(ref x, int axis, int begin, int end);
 constexpr ref pad(ref x, int axis, int begin, int full);
 constexpr ref matmul(ref a, ref b, bool ta, bool tb);
-constexpr ref matmul_rows(ref a, ref b, bool ta, bool tb);
+constexpr ref matmul_rows(ref a, ref b);  // a^T b over rows (ops/matmul.hpp)
 constexpr ref softmax(ref x);
 constexpr ref one_hot(ref ids, int classes, dtype t);
 constexpr ref embedding(ref ids, ref table);

@@ -88,7 +88,7 @@ struct matmul_op {
     if (c.wants[0]) c.set(0, sum_to(ta ? matmul(B, g, tb, true) : matmul(g, B, false, !tb), A.shape_of()));
     if (c.wants[1] && B.shape_of().rank == 2 && A.shape_of().rank > 2 && !ta) {
       // [..., M, K] x [K, N]: the batch's rows are one matrix, and dB one gemm over them all, read in place.
-      c.set(1, tb ? matmul_rows(g, A, true, false) : matmul_rows(A, g, true, false));
+      c.set(1, tb ? matmul_rows(g, A) : matmul_rows(A, g));
     } else if (c.wants[1]) {
       c.set(1, sum_to(tb ? matmul(g, A, true, ta) : matmul(A, g, !ta, false), B.shape_of()));
     }
@@ -98,9 +98,10 @@ struct matmul_op {
 
 constexpr ref matmul(ref a, ref b, bool ta, bool tb) { return apply<matmul_op>(attr_ints({ta, tb}), a, b); }
 
-/// The product of a and b each seen as one matrix [rows, last axis], every leading axis a row: a linear
-/// layer's weight gradient x^T g over all of a sequence's positions, with no reshape (which would copy x and
-/// g). Not stacking: an extra leading axis adds rows, not a batch. Made by matmul's VJP only.
+/// matmul_rows(a, b) = A^T B, with A and B the matrices [rows, last axis] that a and b are, every leading axis
+/// a row: a linear layer's weight gradient x^T g over all of a sequence's positions, with no reshape (which
+/// would copy x and g). Not stacking: an extra leading axis adds rows, not a batch. Made by matmul's VJP
+/// only. Its attributes are matmul's transpose flags {1, 0}, so that matmul's shape rule and FLOP count apply.
 struct matmul_rows_op {
   static constexpr const char* name = "matmul";
   static constexpr op_class cls = op_class::kernel;
@@ -120,22 +121,19 @@ struct matmul_rows_op {
   static constexpr unsigned accumulates = 1, accumulates_rows = 1;
   template <class T>
   static void forward(const run_args<T>& a) {
-    const bool ta = a.a.i[0], tb = a.a.i[1];
     const shape x = as_matrix(a.in_shape[0]), y = as_matrix(a.in_shape[1]);
-    const int M = a.out_shape.d[0], N = a.out_shape.d[1], K = x.d[ta ? 0 : 1];
-    matmul_op::product(ta, tb, M, N, K, a.input(0), x.d[1], a.input(1), y.d[1], a.accumulator(0),
+    const int M = a.out_shape.d[0], N = a.out_shape.d[1], K = x.d[0];
+    matmul_op::product(true, false, M, N, K, a.input(0), x.d[1], a.input(1), y.d[1], a.accumulator(0),
                        matmul_op::addend_ld(a, N), a.out);
   }
-  static constexpr void vjp(vjp_ctx& c) {  // as matmul's on the matrices, reshaped back to the operands
-    const bool ta = c.attr().i[0], tb = c.attr().i[1];
+  static constexpr void vjp(vjp_ctx& c) {  // on the matrices: dA = B g^T, dB = A g, reshaped back
     ref A = c.x(0), B = c.x(1), g = c.grad();
-    ref A2 = reshape(A, as_matrix(A.shape_of())), B2 = reshape(B, as_matrix(B.shape_of()));
-    if (c.wants[0]) c.set(0, reshape(ta ? matmul(B2, g, tb, true) : matmul(g, B2, false, !tb), A.shape_of()));
-    if (c.wants[1]) c.set(1, reshape(tb ? matmul(g, A2, true, ta) : matmul(A2, g, !ta, false), B.shape_of()));
+    if (c.wants[0]) c.set(0, reshape(matmul(reshape(B, as_matrix(B.shape_of())), g, false, true), A.shape_of()));
+    if (c.wants[1]) c.set(1, reshape(matmul(reshape(A, as_matrix(A.shape_of())), g, false, false), B.shape_of()));
   }
   static void shape_mismatch(auto...) = delete;
 };
-constexpr ref matmul_rows(ref a, ref b, bool ta, bool tb) { return apply<matmul_rows_op>(attr_ints({ta, tb}), a, b); }
+constexpr ref matmul_rows(ref a, ref b) { return apply<matmul_rows_op>(attr_ints({true, false}), a, b); }
 
 namespace detail {
 // A transpose of the last two axes, seen through the type: folded into the gemm flag.

@@ -175,6 +175,20 @@ TEST_CASE("matmul gradients: batched [2,5,3] x [3,4] and [2,5,3] x [2,3,4]", "[m
   gradcheck("matmul [2,5,3]x[4,3]^T", probe(cg::matmul(x, cg::transpose(wt))), x, wt);
 }
 
+TEST_CASE("matmul gradients: the weight gradient over a sequence differentiates again", "[matmul][grad]") {
+  // grad(loss, w) of a [2,5,3] sequence is matmul_rows(x, g), x and g read as [10, 3] and [10, 4]: its own
+  // VJP (a second derivative) against central differences, w plain and transposed.
+  constexpr auto x = cg::param<"x", double, 2, 5, 3>;
+  constexpr auto w = cg::param<"w", double, 3, 4>;
+  constexpr auto wt = cg::param<"wt", double, 4, 3>;
+  constexpr auto dir = cg::input<"dir", double, 3, 4>;
+  constexpr auto dir_t = cg::input<"dir_t", double, 4, 3>;
+  constexpr auto loss = probe(cg::tanh(cg::matmul(x, w)));
+  constexpr auto loss_t = probe(cg::tanh(cg::matmul(x, cg::transpose(wt))));
+  gradcheck("d/dx, d/dw of <grad(loss, w), dir>", cg::sum(cg::grad(loss, w) * dir), x, w);
+  gradcheck("d/dx, d/dwt of <grad(loss, wt), rt>", cg::sum(cg::grad(loss_t, wt) * dir_t), x, wt);
+}
+
 TEST_CASE("matmul gradients: broadcast batch axes and batched transposes", "[matmul][grad]") {
   constexpr auto y = cg::param<"y", double, 2, 1, 3, 2>;
   constexpr auto z = cg::param<"z", double, 3, 2, 4>;
